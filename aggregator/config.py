@@ -1,0 +1,216 @@
+"""config.toml -> one validated Settings object.
+
+Every problem is a ConfigError whose message names the file and the key, so the
+CLI can print it as a single line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aggregator.errors import ConfigError
+from aggregator.models import FeedConfig, PollingSettings, Settings
+
+ENV_VAR = "AGGREGATOR_CONFIG"
+DEFAULT_PATH = Path("config.toml")
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+_TOP_KEYS = {"storage", "polling", "daemon", "feeds"}
+_STORAGE_KEYS = {"path", "busy_timeout"}
+_POLLING_KEYS = {"interval", "timeout", "max_bytes", "user_agent"}
+_DAEMON_KEYS = {"workers"}
+_FEED_KEYS = {"name", "publisher", "url", "tags"} | _POLLING_KEYS
+
+
+def parse_duration(value: object) -> float:
+    """'15m', '1h30m', '20s', '2d' or a number of seconds -> seconds.
+
+    Raises ValueError with a reason; callers add the key and file.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        pos, seconds = 0, 0.0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if not text or pos != len(text):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 15m, 1h30m, 2d)")
+    else:
+        raise ValueError(f"{value!r} is not a duration")
+    if seconds <= 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return seconds
+
+
+def check_feed_url(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a URL")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as e:
+        raise ValueError(f"{url!r} is not a valid URL ({e})") from e
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    return url
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """The file to read: --config, else $AGGREGATOR_CONFIG, else ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    source = config_path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{source}: config file not found (pass --config PATH or set {ENV_VAR})"
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read config file: {e.strerror or e}") from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: config file is not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: invalid TOML: {e}") from e
+    return settings_from_mapping(data, source=source, base_dir=source.resolve().parent)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], *, source: Path | None, base_dir: Path
+) -> Settings:
+    """Validate an already-decoded TOML document. Relative paths are taken from base_dir."""
+    where = str(source) if source is not None else "<settings>"
+
+    def fail(key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {reason}")
+
+    def table(value: object, key: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise fail(key, "must be a table")
+        for unknown in sorted(set(value) - allowed):
+            prefix = f"{key}." if key else ""
+            raise fail(f"{prefix}{unknown}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    root = table(data, "", _TOP_KEYS)
+
+    storage = table(root.get("storage", {}), "storage", _STORAGE_KEYS)
+    db_value = storage.get("path", "data/aggregator.db")
+    if not isinstance(db_value, str) or not db_value.strip():
+        raise fail("storage.path", "must be a non-empty string")
+    db_path = Path(db_value).expanduser()
+    if not db_path.is_absolute():
+        db_path = base_dir / db_path
+    busy_timeout = 10.0
+    if "busy_timeout" in storage:
+        try:
+            busy_timeout = parse_duration(storage["busy_timeout"])
+        except ValueError as e:
+            raise fail("storage.busy_timeout", str(e)) from e
+
+    def polling_from(values: Mapping[str, Any], base: PollingSettings, key: str) -> PollingSettings:
+        result = base
+        if "interval" in values:
+            try:
+                result = replace(result, interval=parse_duration(values["interval"]))
+            except ValueError as e:
+                raise fail(f"{key}.interval", str(e)) from e
+        if "timeout" in values:
+            try:
+                result = replace(result, timeout=parse_duration(values["timeout"]))
+            except ValueError as e:
+                raise fail(f"{key}.timeout", str(e)) from e
+        if "max_bytes" in values:
+            cap = values["max_bytes"]
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
+                raise fail(f"{key}.max_bytes", f"{cap!r} must be a positive whole number of bytes")
+            result = replace(result, max_bytes=cap)
+        if "user_agent" in values:
+            agent = values["user_agent"]
+            if not isinstance(agent, str) or not agent.strip() or "\n" in agent:
+                raise fail(f"{key}.user_agent", "must be a non-empty single-line string")
+            result = replace(result, user_agent=agent.strip())
+        return result
+
+    polling = polling_from(
+        table(root.get("polling", {}), "polling", _POLLING_KEYS), PollingSettings(), "polling"
+    )
+
+    daemon = table(root.get("daemon", {}), "daemon", _DAEMON_KEYS)
+    workers = daemon.get("workers", 8)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise fail("daemon.workers", f"{workers!r} must be a whole number from 1 to 256")
+
+    feeds_value = root.get("feeds", [])
+    if not isinstance(feeds_value, list):
+        raise fail("feeds", "must be an array of tables ([[feeds]])")
+    feeds: list[FeedConfig] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(feeds_value):
+        key = f"feeds[{index}]"
+        values = table(entry, key, _FEED_KEYS)
+        name = values.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise fail(
+                f"{key}.name",
+                f"{name!r} must be a slug: lower-case letters, digits, '-' or '_' (max 64)",
+            )
+        if name in seen:
+            raise fail(f"{key}.name", f"duplicate feed name {name!r} (also feeds[{seen[name]}])")
+        seen[name] = index
+        try:
+            url = check_feed_url(values.get("url"))
+        except ValueError as e:
+            raise fail(f"{key}.url", str(e)) from e
+        publisher = values.get("publisher", name)
+        if not isinstance(publisher, str) or not publisher.strip():
+            raise fail(f"{key}.publisher", "must be a non-empty string")
+        tags = values.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise fail(f"{key}.tags", "must be a list of non-empty strings")
+        feeds.append(
+            FeedConfig(
+                name=name,
+                publisher=publisher.strip(),
+                url=url,
+                tags=tuple(dict.fromkeys(t.strip() for t in tags)),
+                polling=polling_from(values, polling, key),
+            )
+        )
+
+    return Settings(
+        source=source,
+        db_path=db_path,
+        busy_timeout=busy_timeout,
+        polling=polling,
+        feeds=tuple(feeds),
+        workers=workers,
+    )

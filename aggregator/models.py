@@ -1,0 +1,205 @@
+"""Frozen records handed from one stage to the next.
+
+Nothing here does I/O. Times are timezone-aware UTC datetimes; durations are
+seconds as floats.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class PollingSettings:
+    """Per-feed polling knobs; the `[polling]` table gives defaults, a feed may override."""
+
+    interval: float = 15 * 60.0
+    timeout: float = 20.0
+    max_bytes: int = 10_000_000
+    user_agent: str = "aggregator/0.1 (+https://example.org/aggregator)"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    """One `[[feeds]]` entry with the polling defaults already applied."""
+
+    name: str
+    publisher: str
+    url: str
+    tags: tuple[str, ...] = ()
+    polling: PollingSettings = field(default_factory=PollingSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated configuration."""
+
+    source: Path | None
+    db_path: Path
+    polling: PollingSettings
+    feeds: tuple[FeedConfig, ...]
+    workers: int = 8
+    # How long a write waits for another process's write lock before giving up.
+    busy_timeout: float = 10.0
+
+    def feed(self, name: str) -> FeedConfig | None:
+        return next((f for f in self.feeds if f.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """A feed as the store knows it: configuration plus what polling has learned."""
+
+    id: int
+    name: str
+    publisher: str
+    url: str
+    config_url: str
+    tags: tuple[str, ...]
+    active: bool
+    in_config: bool
+    etag: str | None
+    last_modified: str | None
+    error_count: int
+    last_error: str | None
+    last_status: int | None
+    last_polled_at: datetime | None
+    next_check_at: datetime | None
+    retry_after_until: datetime | None
+    bozo_warning: str | None
+    item_count: int = 0
+
+
+class FetchOutcome(enum.Enum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    GONE = "gone"
+    HTTP_ERROR = "http_error"
+    TIMEOUT = "timeout"
+    NETWORK_ERROR = "network_error"
+    TOO_LARGE = "too_large"
+    REFUSED = "refused"
+
+    @property
+    def is_error(self) -> bool:
+        return self not in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    url: str
+    etag: str | None
+    last_modified: str | None
+    polling: PollingSettings
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one conditional GET produced. Errors are data here, never exceptions."""
+
+    requested_url: str
+    final_url: str
+    outcome: FetchOutcome
+    status: int | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    # Target of the leading run of permanent (301/308) redirects, if any.
+    permanent_url: str | None = None
+    retry_after: float | None = None
+    max_age: float | None = None
+    error: str | None = None
+    bytes_read: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    key: str
+    guid: str | None
+    url: str | None
+    canonical_url: str | None
+    title: str
+    author: str | None
+    published: datetime
+    # False when the feed gave no usable date and `published` is the first-seen time.
+    published_from_feed: bool
+    updated: datetime | None
+    summary_html: str
+    summary_text: str
+    content_html: str
+    content_text: str
+    categories: tuple[str, ...]
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    title: str | None
+    link: str | None
+    version: str | None
+    entries: tuple[ParsedEntry, ...]
+    # Set when the feed was not well-formed but still yielded entries.
+    warning: str | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """The decided new state of a feed after one poll; the store applies it verbatim."""
+
+    url: str
+    active: bool
+    etag: str | None
+    last_modified: str | None
+    error_count: int
+    last_error: str | None
+    last_status: int | None
+    next_check_at: datetime
+    retry_after_until: datetime | None
+    bozo_warning: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    """One line of `aggregator poll` output, also stored as a row of `fetches`."""
+
+    feed: str
+    started_at: datetime
+    outcome: FetchOutcome
+    status: int | None
+    bytes_read: int
+    items_seen: int
+    items_new: int
+    items_updated: int
+    duration: float
+    error: str | None
+    warning: str | None
+    url: str
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item as listed back out of the store."""
+
+    id: int
+    feed: str
+    publisher: str
+    entry_key: str
+    url: str | None
+    title: str
+    author: str | None
+    published: datetime
+    first_seen: datetime
+    updated_at: datetime
+    revisions: int
+    summary_text: str
+    categories: tuple[str, ...]

@@ -1,0 +1,219 @@
+"""Feed bytes -> ParsedFeed. The only module that imports feedparser.
+
+feedparser's dictionaries never leave this module: every entry becomes a
+frozen ParsedEntry with UTC datetimes, clean text and a stable key.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import feedparser
+
+from aggregator.errors import ParseError
+from aggregator.models import ParsedEntry, ParsedFeed
+from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
+
+# A date this far ahead of our clock is a publisher's clock or time-zone bug;
+# keeping it would pin the item to the top and make it look published first.
+FUTURE_TOLERANCE = timedelta(minutes=10)
+# Longer guids are hashed so the key column stays small and indexable.
+MAX_KEY_LENGTH = 512
+MAX_WARNING_LENGTH = 300
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    url: str,
+    now: datetime,
+    content_type: str | None = None,
+) -> ParsedFeed:
+    """Parse one feed document fetched from `url` at `now`.
+
+    A feed that is not well-formed but still yields entries is used, with the
+    problem kept in `warning`. Raises ParseError when nothing usable is there.
+    """
+    # content-location lets feedparser resolve relative links against the feed's
+    # URL. Without a Content-Type it flags every document as bozo, so a missing
+    # one is taken as generic XML, whose charset rules follow the XML declaration.
+    headers = {"content-location": url, "content-type": content_type or "application/xml"}
+    try:
+        parsed = feedparser.parse(
+            body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
+        )
+    except Exception as e:  # feedparser is meant not to raise; a crash is still a bad feed
+        raise ParseError(f"feed could not be parsed: {_one_line(repr(e))}") from e
+
+    raw_entries = parsed.get("entries") or []
+    version = parsed.get("version") or None
+    problem = _bozo_message(parsed) if parsed.get("bozo") else None
+    if not raw_entries and not version:
+        # Nothing recognisable as RSS or Atom: an HTML page, an error page, garbage.
+        if problem:
+            raise ParseError(f"not a feed: {problem}")
+        raise ParseError("not a feed: no RSS or Atom document found")
+
+    entries: list[ParsedEntry] = []
+    seen_keys: set[str] = set()
+    skipped = 0
+    for raw in raw_entries:
+        try:
+            entry = _entry(raw, now)
+        except Exception:  # one odd entry must not cost the rest of the feed
+            skipped += 1
+            continue
+        if entry.key in seen_keys:
+            continue
+        seen_keys.add(entry.key)
+        entries.append(entry)
+
+    if skipped:
+        note = f"{skipped} unreadable entr{'y' if skipped == 1 else 'ies'} skipped"
+        problem = f"{problem}; {note}" if problem else note
+
+    feed_info: Mapping[str, Any] = parsed.get("feed") or {}
+    return ParsedFeed(
+        title=single_line(feed_info.get("title")) or None,
+        link=feed_info.get("link") or None,
+        version=version,
+        entries=tuple(entries),
+        warning=problem,
+        ttl=_ttl_seconds(feed_info.get("ttl")),
+    )
+
+
+def _bozo_message(parsed: Mapping[str, Any]) -> str:
+    exc = parsed.get("bozo_exception")
+    if exc is None:
+        return "feed is not well-formed"
+    text = str(exc) or type(exc).__name__
+    return _one_line(f"{type(exc).__name__}: {text}")
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    if len(line) > MAX_WARNING_LENGTH:
+        line = line[: MAX_WARNING_LENGTH - 1] + "…"
+    return line
+
+
+def _ttl_seconds(value: object) -> float | None:
+    try:
+        minutes = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return minutes * 60.0 if minutes > 0 else None
+
+
+def _datetime(value: object) -> datetime | None:
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _detail_text(value: str, detail: Mapping[str, Any] | None) -> str:
+    kind = (detail or {}).get("type") or "text/html"
+    if kind in _HTML_TYPES or "html" in kind:
+        return html_to_text(value)
+    return normalize_space(value)
+
+
+def _content(raw: Mapping[str, Any]) -> tuple[str, str]:
+    """The richest content block as (html, text); feeds may offer plain and HTML variants."""
+    blocks = [b for b in raw.get("content") or [] if isinstance(b, Mapping) and b.get("value")]
+    if not blocks:
+        return "", ""
+    html_blocks = [b for b in blocks if "html" in str(b.get("type", ""))]
+    best = max(html_blocks or blocks, key=lambda b: len(str(b["value"])))
+    value = str(best["value"])
+    return value, _detail_text(value, best)
+
+
+def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
+    link = raw.get("link") or None
+    canonical = canonical_url(link)
+    title = single_line(raw.get("title"))
+
+    # dict.get: feedparser's own get() silently answers `published` for a missing `updated`.
+    updated = _datetime(dict.get(raw, "updated_parsed"))
+    published = (
+        _datetime(raw.get("published_parsed")) or _datetime(raw.get("created_parsed")) or updated
+    )
+    published_from_feed = published is not None
+    if published is None or published > now + FUTURE_TOLERANCE:
+        published = now
+    if updated is not None and updated > now + FUTURE_TOLERANCE:
+        updated = now
+
+    summary_html = str(raw.get("summary") or "")
+    summary_text = _detail_text(summary_html, raw.get("summary_detail"))
+    content_html, content_text = _content(raw)
+    if content_text == summary_text:
+        # feedparser copies a lone <content> into summary; keep one of them.
+        summary_html, summary_text = "", ""
+
+    author = single_line(raw.get("author")) or None
+    categories = tuple(
+        dict.fromkeys(
+            term
+            for tag in raw.get("tags") or []
+            if isinstance(tag, Mapping)
+            for term in [single_line(tag.get("term") or tag.get("label"))]
+            if term
+        )
+    )
+
+    guid = str(raw.get("id") or "").strip() or None
+    key = _entry_key(guid, canonical, title, raw.get("published") or dict.get(raw, "updated"))
+    content_hash = hashlib.sha256(
+        "\x1f".join(
+            [title, canonical or "", author or "", summary_text, content_text, *categories]
+        ).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+
+    return ParsedEntry(
+        key=key,
+        guid=guid,
+        url=link,
+        canonical_url=canonical,
+        title=title,
+        author=author,
+        published=published,
+        published_from_feed=published_from_feed,
+        updated=updated,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        content_html=content_html,
+        content_text=content_text,
+        categories=categories,
+        content_hash=content_hash,
+    )
+
+
+def _entry_key(guid: str | None, canonical: str | None, title: str, date_text: object) -> str:
+    """guid, else canonical link, else a hash of title and the feed's own date string.
+
+    The raw date string is used instead of the parsed date so that an entry
+    with no date keeps the same key on every poll.
+    """
+    if guid:
+        candidate = guid
+    elif canonical:
+        candidate = canonical
+    else:
+        digest = hashlib.sha256(f"{title}\x1f{date_text or ''}".encode()).hexdigest()
+        return f"sha256:{digest}"
+    if len(candidate) > MAX_KEY_LENGTH:
+        return "sha256:" + hashlib.sha256(candidate.encode("utf-8", "surrogatepass")).hexdigest()
+    return candidate

@@ -1,0 +1,152 @@
+"""One poll, end to end: due feeds -> fetch -> parse -> decide -> store.
+
+Only fetching runs concurrently (a thread pool); parsing and storing happen
+on the calling thread, so SQLite has a single writer and each feed's results
+are one transaction. `aggregator poll` and the daemon both come through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from aggregator.errors import ParseError, UsageError
+from aggregator.fetch import Fetcher
+from aggregator.models import (
+    Feed,
+    FetchOutcome,
+    FetchRequest,
+    FetchResult,
+    ParsedFeed,
+    PollingSettings,
+    PollReport,
+    Settings,
+)
+from aggregator.parse import parse_feed
+from aggregator.schedule import decide_feed_update
+from aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def select_feeds(
+    store: Store, settings: Settings, *, names: Sequence[str] = (), everything: bool, now: datetime
+) -> list[Feed]:
+    """The feeds one poll should visit: named ones, all, or those that are due."""
+    if names:
+        unknown = sorted(set(names) - {f.name for f in settings.feeds})
+        if unknown:
+            known = ", ".join(f.name for f in settings.feeds) or "none configured"
+            raise UsageError(f"unknown feed {', '.join(map(repr, unknown))} (known: {known})")
+        return store.feeds(list(dict.fromkeys(names)))
+    if everything:
+        return [feed for feed in store.feeds() if feed.active]
+    return store.due_feeds(now)
+
+
+def poll(
+    store: Store,
+    settings: Settings,
+    *,
+    names: Sequence[str] = (),
+    everything: bool = False,
+    clock: Clock = utc_now,
+) -> Iterator[PollReport]:
+    """Poll the selected feeds once, yielding one report per feed as it is stored."""
+    now = clock()
+    store.sync_feeds(settings.feeds, now)
+    feeds = select_feeds(store, settings, names=names, everything=everything, now=now)
+    if not feeds:
+        return
+    with (
+        Fetcher() as fetcher,
+        ThreadPoolExecutor(
+            max_workers=min(settings.workers, len(feeds)), thread_name_prefix="fetch"
+        ) as pool,
+    ):
+        started: dict[Future[FetchResult], tuple[Feed, datetime]] = {}
+        for feed in feeds:
+            request = FetchRequest(
+                url=feed.url,
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+                polling=_polling_for(settings, feed),
+            )
+            started[pool.submit(fetcher.fetch, request)] = (feed, clock())
+        for future in as_completed(started):
+            feed, started_at = started[future]
+            yield store_result(store, settings, feed, future.result(), started_at, clock())
+
+
+def _polling_for(settings: Settings, feed: Feed) -> PollingSettings:
+    config = settings.feed(feed.name)
+    return config.polling if config is not None else settings.polling
+
+
+def store_result(
+    store: Store,
+    settings: Settings,
+    feed: Feed,
+    fetched: FetchResult,
+    started_at: datetime,
+    now: datetime,
+) -> PollReport:
+    """Parse a fetched body, decide the feed's next state and commit both at once."""
+    processing_started = time.monotonic()
+    parsed: ParsedFeed | None = None
+    parse_error: str | None = None
+    if fetched.outcome is FetchOutcome.OK and fetched.body is not None:
+        try:
+            parsed = parse_feed(
+                fetched.body, url=fetched.final_url, now=now, content_type=fetched.content_type
+            )
+        except ParseError as e:
+            parse_error = str(e)
+
+    polling = _polling_for(settings, feed)
+    update = decide_feed_update(
+        feed, fetched, parsed, parse_error, interval=polling.interval, now=now
+    )
+    entries = parsed.entries if parsed is not None else ()
+    report = PollReport(
+        feed=feed.name,
+        started_at=started_at,
+        outcome=fetched.outcome,
+        status=fetched.status,
+        bytes_read=fetched.bytes_read,
+        items_seen=len(entries),
+        items_new=0,
+        items_updated=0,
+        duration=fetched.elapsed,
+        error=update.last_error,
+        warning=parsed.warning if parsed is not None else None,
+        url=fetched.final_url,
+    )
+    new, updated = store.apply_poll(feed, update, entries, report, now)
+    final = replace(
+        report,
+        items_new=new,
+        items_updated=updated,
+        duration=fetched.elapsed + (time.monotonic() - processing_started),
+    )
+    log.info(
+        "poll feed=%s outcome=%s status=%s new=%d updated=%d duration=%.2fs%s",
+        final.feed,
+        final.outcome.value,
+        final.status,
+        new,
+        updated,
+        final.duration,
+        f" error={final.error!r}" if final.error else "",
+    )
+    return final

@@ -1,0 +1,195 @@
+"""The SQLite store on a real file: schema, feed sync, one transaction per poll."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import StorageError
+from aggregator.models import (
+    FeedConfig,
+    FeedUpdate,
+    FetchOutcome,
+    ParsedEntry,
+    PollReport,
+)
+from aggregator.store import Store
+from tests.feeds import NOW
+
+
+def entry(key: str, text: str = "Gold rallies.", **changes: object) -> ParsedEntry:
+    base = ParsedEntry(
+        key=key,
+        guid=key,
+        url=f"https://news.example/{key}",
+        canonical_url=f"https://news.example/{key}",
+        title=f"Story {key}",
+        author="Desk",
+        published=NOW - timedelta(hours=1),
+        published_from_feed=True,
+        updated=None,
+        summary_html=f"<p>{text}</p>",
+        summary_text=text,
+        content_html="",
+        content_text="",
+        categories=("metals",),
+        content_hash=f"hash-{key}-{text}",
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def update_for(url: str) -> FeedUpdate:
+    return FeedUpdate(
+        url=url,
+        active=True,
+        etag='"e1"',
+        last_modified=None,
+        error_count=0,
+        last_error=None,
+        last_status=200,
+        next_check_at=NOW + timedelta(minutes=15),
+        retry_after_until=None,
+        bozo_warning=None,
+    )
+
+
+def report(feed: str) -> PollReport:
+    return PollReport(
+        feed=feed,
+        started_at=NOW,
+        outcome=FetchOutcome.OK,
+        status=200,
+        bytes_read=100,
+        items_seen=0,
+        items_new=0,
+        items_updated=0,
+        duration=0.1,
+        error=None,
+        warning=None,
+        url="https://news.example/feed",
+    )
+
+
+CONFIGS = [
+    FeedConfig(name="gold", publisher="Gold Desk", url="https://news.example/gold"),
+    FeedConfig(name="oil", publisher="Oil Desk", url="https://news.example/oil", tags=("energy",)),
+]
+
+
+def test_open_twice_applies_migrations_once_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "agg.db"
+    with Store.open(path) as first:
+        assert first.schema_version() == 1
+    with Store.open(path) as second:
+        assert second.schema_version() == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "agg.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01T00:00:00Z')")
+    with pytest.raises(StorageError, match="newer aggregator"):
+        Store.open(path)
+
+
+def test_sync_feeds_keeps_learned_state_and_resets_on_url_change(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    store.apply_poll(gold, update_for(gold.url), [entry("a")], report("gold"), NOW)
+
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    assert gold.etag == '"e1"' and gold.item_count == 1
+
+    moved = [dataclasses.replace(CONFIGS[0], url="https://news.example/gold-v2"), CONFIGS[1]]
+    store.sync_feeds(moved, NOW)
+    gold = store.feeds(["gold"])[0]
+    assert (gold.url, gold.etag, gold.next_check_at) == ("https://news.example/gold-v2", None, None)
+    assert gold.item_count == 1
+
+    store.sync_feeds([CONFIGS[1]], NOW)
+    assert [f.name for f in store.feeds()] == ["oil"]
+    dropped = store.feeds(["gold"], in_config_only=False)[0]
+    assert not dropped.in_config
+    assert store.count("items") == 1
+    assert [f.name for f in store.due_feeds(NOW)] == ["oil"]
+
+
+def test_same_key_updates_in_place(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    assert store.apply_poll(gold, update_for(gold.url), [entry("a")], report("gold"), NOW) == (1, 0)
+    later = NOW + timedelta(minutes=20)
+    changed = entry("a", "Gold rallies to a record.")
+    assert store.apply_poll(gold, update_for(gold.url), [changed], report("gold"), later) == (0, 1)
+    assert store.apply_poll(gold, update_for(gold.url), [changed], report("gold"), later) == (0, 0)
+    (item,) = store.items()
+    assert item.revisions == 1
+    assert item.first_seen == NOW
+    assert item.updated_at == later
+    assert item.summary_text == "Gold rallies to a record."
+
+
+def test_undated_entry_keeps_first_seen_as_published(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    undated = entry("u", published=NOW, published_from_feed=False)
+    store.apply_poll(gold, update_for(gold.url), [undated], report("gold"), NOW)
+    later = NOW + timedelta(hours=2)
+    edited = entry("u", "Edited.", published=later, published_from_feed=False)
+    store.apply_poll(gold, update_for(gold.url), [edited], report("gold"), later)
+    (item,) = store.items()
+    assert item.published == NOW
+    assert item.revisions == 1
+
+
+def test_same_key_in_two_feeds_is_two_items(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    for feed in store.feeds():
+        store.apply_poll(feed, update_for(feed.url), [entry("shared")], report(feed.name), NOW)
+    assert store.count("items") == 2
+
+
+def test_a_failing_poll_commits_nothing(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    broken = entry("b", title=None)  # violates NOT NULL after a good entry was written
+    with pytest.raises(StorageError):
+        store.apply_poll(gold, update_for(gold.url), [entry("a"), broken], report("gold"), NOW)
+    assert store.count("items") == 0
+    assert store.count("fetches") == 0
+    gold = store.feeds(["gold"])[0]
+    assert gold.etag is None and gold.last_polled_at is None
+
+
+def test_items_filters_and_order(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold, oil = store.feeds(["gold"])[0], store.feeds(["oil"])[0]
+    store.apply_poll(
+        gold,
+        update_for(gold.url),
+        [entry(f"g{n}", published=NOW - timedelta(hours=n)) for n in range(5)],
+        report("gold"),
+        NOW,
+    )
+    store.apply_poll(
+        oil,
+        update_for(oil.url),
+        [entry("o1", published=NOW - timedelta(minutes=90))],
+        report("oil"),
+        NOW,
+    )
+    keys = [item.entry_key for item in store.items()]
+    assert keys == ["g0", "g1", "o1", "g2", "g3", "g4"]
+    assert [i.entry_key for i in store.items(feeds=["oil"])] == ["o1"]
+    recent = store.items(since=NOW - timedelta(hours=2))
+    assert [i.entry_key for i in recent] == ["g0", "g1", "o1", "g2"]
+    assert len(store.items(limit=2)) == 2
