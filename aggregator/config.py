@@ -6,30 +6,33 @@ CLI can print it as a single line.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
-from aggregator.models import FeedConfig, PollingSettings, Settings
+from aggregator.models import DedupSettings, FeedConfig, PollingSettings, Settings
 
 ENV_VAR = "AGGREGATOR_CONFIG"
 DEFAULT_PATH = Path("config.toml")
 
+MAX_DURATION = 3650 * 86400.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
-_TOP_KEYS = {"storage", "polling", "daemon", "feeds"}
+_TOP_KEYS = {"storage", "polling", "daemon", "dedup", "feeds"}
 _STORAGE_KEYS = {"path", "busy_timeout"}
 _POLLING_KEYS = {"interval", "timeout", "max_bytes", "user_agent"}
 _DAEMON_KEYS = {"workers"}
-_FEED_KEYS = {"name", "publisher", "url", "tags"} | _POLLING_KEYS
+_FEED_KEYS = {"name", "publisher", "url", "tags", "syndicates"} | _POLLING_KEYS
+_DEDUP_FIELDS = {f.name: f for f in fields(DedupSettings)}
 
 
 def parse_duration(value: object) -> float:
@@ -53,8 +56,10 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 15m, 1h30m, 2d)")
     else:
         raise ValueError(f"{value!r} is not a duration")
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{value!r} must be longer than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than the 10-year maximum")
     return seconds
 
 
@@ -169,6 +174,8 @@ def settings_from_mapping(
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
         raise fail("daemon.workers", f"{workers!r} must be a whole number from 1 to 256")
 
+    dedup = _dedup_settings(table(root.get("dedup", {}), "dedup", set(_DEDUP_FIELDS)), fail)
+
     feeds_value = root.get("feeds", [])
     if not isinstance(feeds_value, list):
         raise fail("feeds", "must be an array of tables ([[feeds]])")
@@ -193,16 +200,16 @@ def settings_from_mapping(
         publisher = values.get("publisher", name)
         if not isinstance(publisher, str) or not publisher.strip():
             raise fail(f"{key}.publisher", "must be a non-empty string")
-        tags = values.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
-            raise fail(f"{key}.tags", "must be a list of non-empty strings")
+        tags = _string_list(values, "tags", key, fail)
+        syndicates = _string_list(values, "syndicates", key, fail)
         feeds.append(
             FeedConfig(
                 name=name,
                 publisher=publisher.strip(),
                 url=url,
-                tags=tuple(dict.fromkeys(t.strip() for t in tags)),
+                tags=tags,
                 polling=polling_from(values, polling, key),
+                syndicates=syndicates,
             )
         )
 
@@ -213,4 +220,38 @@ def settings_from_mapping(
         polling=polling,
         feeds=tuple(feeds),
         workers=workers,
+        dedup=dedup,
     )
+
+
+def _string_list(
+    values: Mapping[str, Any], name: str, key: str, fail: Callable[[str, str], ConfigError]
+) -> tuple[str, ...]:
+    items = values.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(t, str) and t.strip() for t in items):
+        raise fail(f"{key}.{name}", "must be a list of non-empty strings")
+    return tuple(dict.fromkeys(t.strip() for t in items))
+
+
+def _dedup_settings(
+    values: Mapping[str, Any], fail: Callable[[str, str], ConfigError]
+) -> DedupSettings:
+    defaults = DedupSettings()
+    overrides: dict[str, Any] = {}
+    for name, value in values.items():
+        key = f"dedup.{name}"
+        default = getattr(defaults, name)
+        if name == "window":
+            try:
+                overrides[name] = parse_duration(value)
+            except ValueError as e:
+                raise fail(key, str(e)) from e
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise fail(key, f"{value!r} must be a positive whole number")
+            overrides[name] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise fail(key, f"{value!r} must be a number from 0 to 1")
+            overrides[name] = float(value)
+    return replace(defaults, **overrides)

@@ -23,6 +23,26 @@ class PollingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DedupSettings:
+    """`[dedup]`: how syndicated copies are found. docs/design.md explains each default."""
+
+    window: float = 14 * 86400.0
+    num_perm: int = 128
+    seed: int = 1
+    shingle_size: int = 5
+    lead_words: int = 60
+    body_lsh_threshold: float = 0.3
+    lead_lsh_threshold: float = 0.4
+    min_containment: float = 0.6
+    min_jaccard: float = 0.3
+    min_shingles: int = 15
+    max_figure_mismatch: float = 0.2
+    duplicate_jaccard: float = 0.9
+    boilerplate_min_items: int = 3
+    boilerplate_min_share: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
 class FeedConfig:
     """One `[[feeds]]` entry with the polling defaults already applied."""
 
@@ -31,6 +51,8 @@ class FeedConfig:
     url: str
     tags: tuple[str, ...] = ()
     polling: PollingSettings = field(default_factory=PollingSettings)
+    # Publishers this feed is known to republish: a credit to one of them decides the parent.
+    syndicates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +66,7 @@ class Settings:
     workers: int = 8
     # How long a write waits for another process's write lock before giving up.
     busy_timeout: float = 10.0
+    dedup: DedupSettings = field(default_factory=DedupSettings)
 
     def feed(self, name: str) -> FeedConfig | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -148,6 +171,28 @@ class ParsedFeed:
     ttl: float | None = None
 
 
+class ChangeStatus(enum.Enum):
+    NEW = "new"
+    CHANGED = "changed"
+    SAME = "same"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryChange:
+    """What storing one parsed entry did; the linker works from these."""
+
+    item_id: int
+    entry: ParsedEntry
+    status: ChangeStatus
+    first_seen: datetime
+    # The stored publish time when it differs from the entry's (undated entries).
+    published: datetime | None = None
+
+    @property
+    def stored_published(self) -> datetime:
+        return self.published or self.entry.published
+
+
 @dataclass(frozen=True, slots=True)
 class FeedUpdate:
     """The decided new state of a feed after one poll; the store applies it verbatim."""
@@ -203,3 +248,63 @@ class StoredItem:
     revisions: int
     summary_text: str
     categories: tuple[str, ...]
+
+
+class Relation(enum.StrEnum):
+    ORIGINAL = "original"  # the root of its story (also a story of one)
+    DUPLICATE = "duplicate"  # same publisher, same text, another URL
+    SYNDICATED = "syndicated"  # another publisher's copy
+    VERSION = "version"  # an updated take or correction of the same story
+    CITES = "cites"  # names the source; not a copy
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedText:
+    """An item's body as the near-duplicate check sees it."""
+
+    lines: tuple[str, ...]
+    line_keys: tuple[str, ...]
+    words: tuple[str, ...]
+    shingles: frozenset[str]
+    lead_shingles: tuple[str, ...]
+    figures: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    jaccard: float
+    containment: float
+    shared: int
+    # Share of the shorter text's figures that the longer one lacks.
+    figure_mismatch: float
+    # The shorter text's shared part starts near the top of the longer one.
+    aligned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What the syndication decider needs to know about one item."""
+
+    id: int
+    feed_id: int
+    publisher: str
+    published: datetime
+    first_seen: datetime
+    title: str
+    credits: frozenset[str]
+    story_id: int | None = None
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An item's place in its story, as stored on the item."""
+
+    item_id: int
+    story_id: int
+    parent_id: int | None
+    relation: Relation
+    similarity: float | None
+    containment: float | None
+    lag_seconds: int | None
+    method: str | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -110,7 +111,7 @@ def _ttl_seconds(value: object) -> float | None:
         minutes = float(str(value).strip())
     except (TypeError, ValueError):
         return None
-    return minutes * 60.0 if minutes > 0 else None
+    return minutes * 60.0 if math.isfinite(minutes) and minutes > 0 else None
 
 
 def _datetime(value: object) -> datetime | None:

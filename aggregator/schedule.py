@@ -27,15 +27,15 @@ def next_check_at(
     The cap never shortens the feed's own interval, and a server's Retry-After
     (capped at two days) is a lower bound. A failing feed is never dropped.
     """
-    delay = timedelta(seconds=interval)
+    # Arithmetic in float seconds: capping before building a timedelta keeps huge
+    # error counts and absurd Retry-After values from overflowing it.
+    delay = interval
     if error_count > 0:
-        ceiling = max(backoff_cap, delay)
-        # Bound the exponent so a feed failing for months cannot overflow.
-        factor = 2 ** min(error_count - 1, 32)
-        delay = min(delay * factor, ceiling)
+        ceiling = max(backoff_cap.total_seconds(), interval)
+        delay = min(interval * 2.0 ** min(error_count - 1, 64), ceiling)
     if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(timedelta(seconds=retry_after), RETRY_AFTER_CAP))
-    return now + delay
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP.total_seconds()))
+    return now + timedelta(seconds=delay)
 
 
 def decide_feed_update(
@@ -70,7 +70,9 @@ def decide_feed_update(
 
     retry_after_until = None
     if fetched.retry_after is not None:
-        retry_after_until = now + min(timedelta(seconds=fetched.retry_after), RETRY_AFTER_CAP)
+        retry_after_until = now + timedelta(
+            seconds=min(fetched.retry_after, RETRY_AFTER_CAP.total_seconds())
+        )
 
     return FeedUpdate(
         url=fetched.permanent_url or feed.url,

@@ -6,10 +6,14 @@ odd input because it runs on untrusted feed content.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from html.parser import HTMLParser
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from aggregator.models import PreparedText
 
 # Query parameters that only identify the campaign or click, never the resource.
 _TRACKING_PARAMS = frozenset(
@@ -58,7 +62,7 @@ def canonical_url(url: str | None) -> str | None:
     """
     if url is None:
         return None
-    text = "".join(ch for ch in url.strip() if ch >= " " and ch != "\x7f")
+    text = "".join(ch for ch in url if ch >= " " and ch != "\x7f").strip()
     if not text:
         return None
     try:
@@ -70,16 +74,36 @@ def canonical_url(url: str | None) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return text
     host = parts.hostname.lower().rstrip(".")
+    if not host:
+        return text
     if ":" in host:
         host = f"[{host}]"
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         host = f"{host}:{port}"
-    path = quote(unquote(parts.path), safe="/:@!$&'()*+,;=-._~%") or "/"
-    query_pairs = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
-    ]
-    query = urlencode(sorted(query_pairs), doseq=True)
-    return urlunsplit((scheme, host, path, query, ""))
+    # Existing escapes are kept as they are ("%2F" is not "/"); only characters
+    # that must be escaped are, so the result is stable under a second pass.
+    path = _quote(parts.path) or "/"
+    pairs = sorted(
+        _quote(pair)
+        for pair in parts.query.split("&")
+        if pair and not _is_tracking(unquote(pair.split("=", 1)[0]))
+    )
+    return urlunsplit((scheme, host, path, "&".join(pairs), ""))
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normal_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+
+def _quote(text: str) -> str:
+    """RFC 3986 normalisation: escapes of unreserved characters decoded, hex upper-cased."""
+    quoted = quote(text, safe="/:@!$&'()*+,;=-._~%?", errors="surrogatepass")
+    return _ESCAPE.sub(_normal_escape, quoted)
 
 
 # Elements whose text is never article prose.
@@ -162,6 +186,7 @@ _BLOCK = frozenset(
 )
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n{2,}")
+_SOURCE_BREAKS = re.compile(r"[\r\n]+")
 
 
 class _TextExtractor(HTMLParser):
@@ -169,8 +194,11 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skip_depth = 0
+        self.pre_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "pre":
+            self.pre_depth += 1
         if tag in _SKIP:
             if tag not in _VOID:
                 self.skip_depth += 1
@@ -182,6 +210,8 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "pre" and self.pre_depth:
+            self.pre_depth -= 1
         if tag in _SKIP:
             if tag not in _VOID and self.skip_depth:
                 self.skip_depth -= 1
@@ -190,7 +220,8 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skip_depth:
-            self.parts.append(data)
+            # In HTML a line break in the source is just a space, except in <pre>.
+            self.parts.append(data if self.pre_depth else _SOURCE_BREAKS.sub(" ", data))
 
 
 def _strip_controls(text: str) -> str:
@@ -224,3 +255,130 @@ def html_to_text(html: str | None) -> str:
 def single_line(text: str | None) -> str:
     """Text for titles and names: markup removed and all whitespace collapsed to spaces."""
     return " ".join(html_to_text(text).split())
+
+
+# -- preparation for near-duplicate detection ------------------------------------
+
+# Currency signs and house-style spellings of "per cent" are dropped or unified so
+# that a licensed re-edit ("US$38 million", "3.5 per cent") still shares word
+# sequences and figures with the original ("$38 million", "3.5%").
+_APOSTROPHES = re.compile("(?<=\\w)['\u2019](?=\\w)")
+_CURRENCY_PREFIX = re.compile(r"\b(?:us|usd|a|au|c|ca|nz|hk|s|sg)\s?\$")
+_PERCENT = re.compile(r"\b(?:per\s?cent|pct)\b|%")
+_TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[^\W\d_]+")
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _normal_number(token: str) -> str:
+    if _THOUSANDS.fullmatch(token):
+        return token.replace(",", "")
+    return token.replace(",", ".")
+
+
+def tokens(text: str) -> list[str]:
+    """Words and numbers of `text`, NFKC-normalised and case-folded.
+
+    Numbers keep their decimals ("1.20", "3/16") and lose thousands separators,
+    so they can be compared as figures; "%" and "per cent" both become "pct".
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = _APOSTROPHES.sub("", folded)
+    folded = _CURRENCY_PREFIX.sub("$", folded)
+    folded = _PERCENT.sub(" pct ", folded)
+    return [
+        _normal_number(token) if token[0].isdigit() else token for token in _TOKEN.findall(folded)
+    ]
+
+
+def is_figure(token: str) -> bool:
+    return token[:1].isdigit()
+
+
+def shingles(words: list[str], size: int) -> list[str]:
+    """Word n-grams; a text shorter than `size` words is one shingle."""
+    if not words:
+        return []
+    if len(words) <= size:
+        return [" ".join(words)]
+    return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+
+
+def line_key(line: str) -> str:
+    """The form in which a paragraph is counted when learning a feed's boilerplate."""
+    return " ".join(tokens(line))
+
+
+def paragraphs(text: str) -> list[str]:
+    return [line for line in (part.strip() for part in text.split("\n")) if line]
+
+
+def line_fingerprint(line: str) -> str:
+    """A short stable id of a paragraph's words, for counting recurring lines."""
+    return hashlib.blake2b(line_key(line).encode("utf-8"), digest_size=8).hexdigest()
+
+
+# A lead taken from prose lines, so credit lines, stamps and ticker headers at
+# the top of a syndicated page do not shift it.
+_MIN_LEAD_LINE_WORDS = 8
+
+
+def prepare_body(
+    text: str, boilerplate: frozenset[str], *, shingle_size: int, lead_words: int
+) -> PreparedText:
+    """Clean body for near-duplicate checks: the feed's recurring lines removed."""
+    lines: list[str] = []
+    keys: list[str] = []
+    for line in paragraphs(text):
+        key = line_fingerprint(line)
+        if key not in boilerplate:
+            lines.append(line)
+            keys.append(key)
+    line_words = [tokens(line) for line in lines]
+    words = [word for chunk in line_words for word in chunk]
+    prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
+    lead = (prose or words)[:lead_words]
+    return PreparedText(
+        lines=tuple(lines),
+        line_keys=tuple(keys),
+        words=tuple(words),
+        shingles=frozenset(shingles(words, shingle_size)),
+        lead_shingles=tuple(shingles(lead, shingle_size)),
+        figures=frozenset(word for word in words if is_figure(word)),
+    )
+
+
+_CREDIT_PREFIX = (
+    r"(?:source|sources|author|authors|by|via|credit|credits|courtesy(?:\s+of)?|"
+    r"(?:originally\s+)?(?:published|appeared|posted)\s+(?:on|in|by|at)|"
+    r"republished\s+(?:from|with\s+permission\s+(?:of|from))|reporting\s+by|"
+    r"copyright|©)"
+)
+
+
+def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
+    """Publishers (from `publishers`) that `text` credits as its source.
+
+    Recognises credit lines ("Source: X", "Author X", "Originally published on
+    X"), wire tags ("(Reuters)"), a trailing "- X" sign-off and a line that
+    is only the name, as syndicators print the origin under the headline.
+    Matching is case-insensitive; the names come back as given.
+    """
+    names = sorted({p for p in publishers if p.strip()}, key=len, reverse=True)
+    if not names or not text:
+        return frozenset()
+    by_fold = {unicodedata.normalize("NFKC", n).casefold(): n for n in names}
+    alternatives = "|".join(re.escape(n) for n in by_fold)
+    name = rf"(?P<name>{alternatives})"
+    pattern = re.compile(
+        rf"(?:\b{_CREDIT_PREFIX}\s*[:\-\u2013\u2014]?\s*(?:the\s+)?{name}(?![\w])"
+        rf"|\(\s*{name.replace('name', 'wire')}\s*\)"
+        rf"|^\s*(?:[-\u2013\u2014]\s*)?{name.replace('name', 'line')}\s*\.?\s*$"
+        rf"|[-\u2013\u2014]\s*{name.replace('name', 'tail')}\s*\.?\s*$)",
+        re.IGNORECASE | re.MULTILINE,
+    )
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    found: set[str] = set()
+    for match in pattern.finditer(folded):
+        hit = next(value for value in match.groupdict().values() if value)
+        found.add(by_fold[hit])
+    return frozenset(found)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,8 @@ import sqlite_utils
 
 from aggregator.errors import DatabaseLockedError, StorageError
 from aggregator.models import (
+    ChangeStatus,
+    EntryChange,
     Feed,
     FeedConfig,
     FeedUpdate,
@@ -27,153 +29,17 @@ from aggregator.models import (
     PollReport,
     StoredItem,
 )
+from aggregator.store.links import LinkStore
+from aggregator.store.schema import MIGRATIONS
+from aggregator.store.times import format_time, parse_time
 
 DEFAULT_BUSY_TIMEOUT = 10.0
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def format_time(value: datetime) -> str:
-    """UTC ISO 8601 with a Z, second precision: sorts as text, reads as a time."""
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def _required_time(value: str) -> datetime:
     parsed = parse_time(value)
     assert parsed is not None, "column is NOT NULL"
     return parsed
-
-
-# Numbered migrations, applied in order at start-up; never edit a released one.
-def _m001_initial(db: sqlite_utils.Database) -> None:
-    db.table("feeds").create(
-        {
-            "id": int,
-            "name": str,
-            "publisher": str,
-            "url": str,
-            "config_url": str,
-            "tags": str,
-            "active": int,
-            "in_config": int,
-            "etag": str,
-            "last_modified": str,
-            "error_count": int,
-            "last_error": str,
-            "last_status": int,
-            "last_polled_at": str,
-            "next_check_at": str,
-            "retry_after_until": str,
-            "bozo_warning": str,
-            "created_at": str,
-        },
-        pk="id",
-        not_null={
-            "name",
-            "publisher",
-            "url",
-            "config_url",
-            "tags",
-            "active",
-            "in_config",
-            "error_count",
-            "created_at",
-        },
-        defaults={"active": 1, "in_config": 1, "error_count": 0, "tags": "[]"},
-    )
-    db.table("feeds").create_index(["name"], unique=True)
-    db.table("feeds").create_index(["next_check_at"])
-
-    db.table("items").create(
-        {
-            "id": int,
-            "feed_id": int,
-            "entry_key": str,
-            "guid": str,
-            "url": str,
-            "canonical_url": str,
-            "title": str,
-            "author": str,
-            "published": str,
-            "published_from_feed": int,
-            "updated": str,
-            "summary_html": str,
-            "summary_text": str,
-            "content_html": str,
-            "content_text": str,
-            "categories": str,
-            "content_hash": str,
-            "first_seen": str,
-            "last_seen": str,
-            "updated_at": str,
-            "revisions": int,
-        },
-        pk="id",
-        foreign_keys=[("feed_id", "feeds", "id")],
-        not_null={
-            "feed_id",
-            "entry_key",
-            "title",
-            "published",
-            "published_from_feed",
-            "summary_html",
-            "summary_text",
-            "content_html",
-            "content_text",
-            "categories",
-            "content_hash",
-            "first_seen",
-            "last_seen",
-            "updated_at",
-            "revisions",
-        },
-        defaults={"revisions": 0, "categories": "[]"},
-    )
-    db.table("items").create_index(["feed_id", "entry_key"], unique=True)
-    db.table("items").create_index(["published"])
-    db.table("items").create_index(["canonical_url"])
-
-    db.table("fetches").create(
-        {
-            "id": int,
-            "feed_id": int,
-            "started_at": str,
-            "url": str,
-            "outcome": str,
-            "status": int,
-            "bytes": int,
-            "items_seen": int,
-            "items_new": int,
-            "items_updated": int,
-            "duration": float,
-            "error": str,
-            "warning": str,
-        },
-        pk="id",
-        foreign_keys=[("feed_id", "feeds", "id")],
-        not_null={
-            "feed_id",
-            "started_at",
-            "url",
-            "outcome",
-            "bytes",
-            "items_seen",
-            "items_new",
-            "items_updated",
-            "duration",
-        },
-    )
-    db.table("fetches").create_index(["feed_id", "started_at"])
-
-
-MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
-    (1, "initial schema: feeds, items, fetches", _m001_initial),
-)
 
 
 def _storage_error(
@@ -187,7 +53,7 @@ def _storage_error(
     return StorageError(f"cannot {action} database {path}: {text}")
 
 
-class Store:
+class Store(LinkStore):
     """The aggregator's database: feeds, items and the log of fetches."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, busy_timeout: float) -> None:
@@ -383,6 +249,12 @@ class Store:
 
     # -- one poll ---------------------------------------------------------------
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; the methods marked "inside a transaction" need it."""
+        with self._transaction("write to"):
+            yield
+
     def apply_poll(
         self,
         feed: Feed,
@@ -391,90 +263,115 @@ class Store:
         report: PollReport,
         now: datetime,
     ) -> tuple[int, int]:
-        """Store a poll's entries, the feed's new state and the fetch log in one transaction.
+        """Store a poll's entries, the feed's new state and the fetch log in one transaction."""
+        with self.transaction():
+            changes = self.upsert_entries(feed, entries, now)
+            new = sum(1 for c in changes if c.status is ChangeStatus.NEW)
+            updated = sum(1 for c in changes if c.status is ChangeStatus.CHANGED)
+            self.record_poll(feed, update, report, len(entries), new, updated, now)
+        return new, updated
 
-        Returns (new items, updated items). An entry already stored under the
-        same key is updated in place and never duplicated.
+    def upsert_entries(
+        self, feed: Feed, entries: Sequence[ParsedEntry], now: datetime
+    ) -> list[EntryChange]:
+        """Insert new entries and update changed ones in place (inside a transaction).
+
+        An entry already stored under the same key in this feed is never duplicated.
         """
         stamp = format_time(now)
-        new = updated = 0
-        with self._transaction("write to"):
-            for entry in entries:
-                row = self._conn.execute(
-                    "SELECT id, content_hash, published, published_from_feed FROM items "
-                    "WHERE feed_id = ? AND entry_key = ?",
-                    (feed.id, entry.key),
-                ).fetchone()
-                if row is None:
-                    self._conn.execute(
-                        "INSERT INTO items (feed_id, entry_key, guid, url, canonical_url, title, "
-                        "author, published, published_from_feed, updated, summary_html, "
-                        "summary_text, content_html, content_text, categories, content_hash, "
-                        "first_seen, last_seen, updated_at, revisions) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                        (feed.id, entry.key, *_entry_values(entry), stamp, stamp, stamp),
-                    )
-                    new += 1
-                    continue
-                item_id, old_hash, old_published, old_from_feed = row
-                if old_hash == entry.content_hash:
-                    self._conn.execute(
-                        "UPDATE items SET last_seen = ? WHERE id = ?", (stamp, item_id)
-                    )
-                    continue
-                values = list(_entry_values(entry))
-                if not entry.published_from_feed:
-                    # No date in the feed: the first time we saw it stays its date.
-                    values[5], values[6] = old_published, old_from_feed
-                self._conn.execute(
-                    "UPDATE items SET guid = ?, url = ?, canonical_url = ?, title = ?, "
-                    "author = ?, published = ?, published_from_feed = ?, updated = ?, "
-                    "summary_html = ?, summary_text = ?, content_html = ?, content_text = ?, "
-                    "categories = ?, content_hash = ?, last_seen = ?, updated_at = ?, "
-                    "revisions = revisions + 1 WHERE id = ?",
-                    (*values, stamp, stamp, item_id),
+        changes: list[EntryChange] = []
+        for entry in entries:
+            row = self._conn.execute(
+                "SELECT id, content_hash, published, published_from_feed FROM items "
+                "WHERE feed_id = ? AND entry_key = ?",
+                (feed.id, entry.key),
+            ).fetchone()
+            if row is None:
+                cursor = self._conn.execute(
+                    "INSERT INTO items (feed_id, entry_key, guid, url, canonical_url, title, "
+                    "author, published, published_from_feed, updated, summary_html, "
+                    "summary_text, content_html, content_text, categories, content_hash, "
+                    "first_seen, last_seen, updated_at, revisions) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    (feed.id, entry.key, *_entry_values(entry), stamp, stamp, stamp),
                 )
-                updated += 1
+                item_id = int(cursor.lastrowid or 0)
+                changes.append(EntryChange(item_id, entry, ChangeStatus.NEW, now))
+                continue
+            item_id, old_hash, old_published, old_from_feed = row
+            if old_hash == entry.content_hash:
+                self._conn.execute("UPDATE items SET last_seen = ? WHERE id = ?", (stamp, item_id))
+                changes.append(EntryChange(item_id, entry, ChangeStatus.SAME, now))
+                continue
+            values = list(_entry_values(entry))
+            published = entry.published
+            if not entry.published_from_feed:
+                # No date in the feed: the first time we saw it stays its date.
+                values[5], values[6] = old_published, old_from_feed
+                published = _required_time(old_published)
+            self._conn.execute(
+                "UPDATE items SET guid = ?, url = ?, canonical_url = ?, title = ?, "
+                "author = ?, published = ?, published_from_feed = ?, updated = ?, "
+                "summary_html = ?, summary_text = ?, content_html = ?, content_text = ?, "
+                "categories = ?, content_hash = ?, last_seen = ?, updated_at = ?, "
+                "revisions = revisions + 1 WHERE id = ?",
+                (*values, stamp, stamp, item_id),
+            )
+            changes.append(
+                EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)
+            )
+        return changes
 
-            self._conn.execute(
-                "UPDATE feeds SET url = ?, active = ?, etag = ?, last_modified = ?, "
-                "error_count = ?, last_error = ?, last_status = ?, last_polled_at = ?, "
-                "next_check_at = ?, retry_after_until = ?, bozo_warning = ? WHERE id = ?",
-                (
-                    update.url,
-                    int(update.active),
-                    update.etag,
-                    update.last_modified,
-                    update.error_count,
-                    update.last_error,
-                    update.last_status,
-                    stamp,
-                    format_time(update.next_check_at),
-                    format_time(update.retry_after_until) if update.retry_after_until else None,
-                    update.bozo_warning,
-                    feed.id,
-                ),
-            )
-            self._conn.execute(
-                "INSERT INTO fetches (feed_id, started_at, url, outcome, status, bytes, "
-                "items_seen, items_new, items_updated, duration, error, warning) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    feed.id,
-                    format_time(report.started_at),
-                    report.url,
-                    report.outcome.value,
-                    report.status,
-                    report.bytes_read,
-                    len(entries),
-                    new,
-                    updated,
-                    round(report.duration, 4),
-                    report.error,
-                    report.warning,
-                ),
-            )
-        return new, updated
+    def record_poll(
+        self,
+        feed: Feed,
+        update: FeedUpdate,
+        report: PollReport,
+        seen: int,
+        new: int,
+        updated: int,
+        now: datetime,
+    ) -> None:
+        """The feed's new state and one `fetches` row (inside a transaction)."""
+        stamp = format_time(now)
+        self._conn.execute(
+            "UPDATE feeds SET url = ?, active = ?, etag = ?, last_modified = ?, "
+            "error_count = ?, last_error = ?, last_status = ?, last_polled_at = ?, "
+            "next_check_at = ?, retry_after_until = ?, bozo_warning = ? WHERE id = ?",
+            (
+                update.url,
+                int(update.active),
+                update.etag,
+                update.last_modified,
+                update.error_count,
+                update.last_error,
+                update.last_status,
+                stamp,
+                format_time(update.next_check_at),
+                format_time(update.retry_after_until) if update.retry_after_until else None,
+                update.bozo_warning,
+                feed.id,
+            ),
+        )
+        self._conn.execute(
+            "INSERT INTO fetches (feed_id, started_at, url, outcome, status, bytes, "
+            "items_seen, items_new, items_updated, duration, error, warning) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                feed.id,
+                format_time(report.started_at),
+                report.url,
+                report.outcome.value,
+                report.status,
+                report.bytes_read,
+                seen,
+                new,
+                updated,
+                round(report.duration, 4),
+                report.error,
+                report.warning,
+            ),
+        )
 
     # -- reading items ----------------------------------------------------------
 

@@ -1,0 +1,201 @@
+"""Storage for syndication detection: signatures, learned boilerplate, story links."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from aggregator.models import Link, Member, Relation
+from aggregator.store.times import format_time, parse_time
+
+
+class LinkStore:
+    """Mixed into Store; every write here must run inside Store.transaction()."""
+
+    _conn: sqlite3.Connection
+
+    # -- parameters -------------------------------------------------------------
+
+    def dedup_params(self) -> dict[str, object] | None:
+        row = self._conn.execute("SELECT params FROM dedup_params WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_dedup_params(self, params: dict[str, object], now: datetime) -> None:
+        self._conn.execute(
+            "INSERT INTO dedup_params (id, params, created_at) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET params = excluded.params, "
+            "created_at = excluded.created_at",
+            (json.dumps(params, sort_keys=True), format_time(now)),
+        )
+
+    def signature_count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM signatures").fetchone()[0])
+
+    # -- boilerplate --------------------------------------------------------------
+
+    def learn_lines(self, feed_id: int, items: Sequence[Iterable[str]]) -> None:
+        """Count each distinct line fingerprint once per item of the feed."""
+        for lines in items:
+            self._conn.executemany(
+                "INSERT INTO feed_lines (feed_id, line, items) VALUES (?, ?, 1) "
+                "ON CONFLICT(feed_id, line) DO UPDATE SET items = items + 1",
+                [(feed_id, line) for line in set(lines)],
+            )
+        self._conn.execute(
+            "UPDATE feeds SET learned_items = learned_items + ? WHERE id = ?",
+            (len(items), feed_id),
+        )
+
+    def boilerplate(self, feed_id: int, min_items: int, min_share: float) -> frozenset[str]:
+        """Lines seen in at least `min_items` items and `min_share` of everything learned."""
+        row = self._conn.execute(
+            "SELECT learned_items FROM feeds WHERE id = ?", (feed_id,)
+        ).fetchone()
+        learned = int(row[0]) if row else 0
+        floor = max(min_items, math.ceil(min_share * learned))
+        return frozenset(
+            line
+            for (line,) in self._conn.execute(
+                "SELECT line FROM feed_lines WHERE feed_id = ? AND items >= ?", (feed_id, floor)
+            )
+        )
+
+    def forget_lines(self) -> None:
+        self._conn.execute("DELETE FROM feed_lines")
+        self._conn.execute("UPDATE feeds SET learned_items = 0")
+
+    # -- signatures -----------------------------------------------------------------
+
+    def save_signature(
+        self,
+        item_id: int,
+        published: datetime,
+        body: bytes,
+        lead: bytes,
+        text: str,
+        shingles: int,
+        credits: Iterable[str],
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO signatures (item_id, published, body, lead, text, shingles, credits) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+            "published = excluded.published, body = excluded.body, lead = excluded.lead, "
+            "text = excluded.text, shingles = excluded.shingles, credits = excluded.credits",
+            (
+                item_id,
+                format_time(published),
+                body,
+                lead,
+                text,
+                shingles,
+                json.dumps(sorted(credits)),
+            ),
+        )
+
+    def iter_signatures(self, since: datetime) -> Iterator[tuple[int, bytes, bytes]]:
+        cursor = self._conn.execute(
+            "SELECT item_id, body, lead FROM signatures WHERE published >= ? ORDER BY item_id",
+            (format_time(since),),
+        )
+        for item_id, body, lead in cursor:
+            yield int(item_id), bytes(body), bytes(lead)
+
+    def clear_signatures(self) -> None:
+        self._conn.execute("DELETE FROM signatures")
+
+    # -- members and links ------------------------------------------------------------
+
+    _MEMBER_SELECT = (
+        "SELECT items.id, items.feed_id, feeds.publisher, items.published, items.first_seen, "
+        "items.title, items.story_id, items.parent_id, signatures.text, signatures.credits "
+        "FROM items JOIN feeds ON feeds.id = items.feed_id "
+        "LEFT JOIN signatures ON signatures.item_id = items.id "
+    )
+
+    def members(self, ids: Iterable[int]) -> dict[int, tuple[Member, str]]:
+        """Items with the prepared text their signature was made from."""
+        wanted = sorted(set(ids))
+        found: dict[int, tuple[Member, str]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self._conn.execute(
+                f"{self._MEMBER_SELECT} WHERE items.id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                member = _member(row)
+                found[member.id] = (member, row[8] or "")
+        return found
+
+    def story_root(self, story_id: int) -> Member | None:
+        row = self._conn.execute(
+            f"{self._MEMBER_SELECT} WHERE items.id = ?", (story_id,)
+        ).fetchone()
+        return _member(row) if row else None
+
+    def items_with_url(self, canonical_url: str, exclude: int) -> list[int]:
+        return [
+            int(row[0])
+            for row in self._conn.execute(
+                "SELECT id FROM items WHERE canonical_url = ? AND id != ? LIMIT 20",
+                (canonical_url, exclude),
+            )
+        ]
+
+    def set_link(self, link: Link) -> None:
+        self._conn.execute(
+            "UPDATE items SET story_id = ?, parent_id = ?, relation = ?, similarity = ?, "
+            "containment = ?, lag_seconds = ?, method = ? WHERE id = ?",
+            (
+                link.story_id,
+                link.parent_id,
+                link.relation.value,
+                None if link.similarity is None else round(link.similarity, 4),
+                None if link.containment is None else round(link.containment, 4),
+                link.lag_seconds,
+                link.method,
+                link.item_id,
+            ),
+        )
+
+    def move_story(self, old_story: int, new_story: int) -> None:
+        self._conn.execute(
+            "UPDATE items SET story_id = ? WHERE story_id = ?", (new_story, old_story)
+        )
+
+    def reset_links(self, since: datetime | None) -> None:
+        """Every item (published since `since`) back to the original of its own story."""
+        self._conn.execute(
+            "UPDATE items SET story_id = id, parent_id = NULL, relation = ?, similarity = NULL, "
+            "containment = NULL, lag_seconds = NULL, method = NULL WHERE published >= ?",
+            (Relation.ORIGINAL.value, format_time(since) if since else ""),
+        )
+
+    def item_ids_by_published(self, since: datetime | None) -> list[int]:
+        return [
+            int(row[0])
+            for row in self._conn.execute(
+                "SELECT id FROM items WHERE published >= ? ORDER BY published, first_seen, id",
+                (format_time(since) if since else "",),
+            )
+        ]
+
+
+def _member(row: Sequence[Any]) -> Member:
+    published = parse_time(row[3])
+    first_seen = parse_time(row[4])
+    assert published is not None and first_seen is not None, "columns are NOT NULL"
+    return Member(
+        id=int(row[0]),
+        feed_id=int(row[1]),
+        publisher=row[2],
+        published=published,
+        first_seen=first_seen,
+        title=row[5] or "",
+        credits=frozenset(json.loads(row[9] or "[]")),
+        story_id=row[6],
+        parent_id=row[7],
+    )

@@ -1,0 +1,178 @@
+"""Numbered schema migrations, applied in order at start-up; never edit a released one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlite_utils
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.table("feeds").create(
+        {
+            "id": int,
+            "name": str,
+            "publisher": str,
+            "url": str,
+            "config_url": str,
+            "tags": str,
+            "active": int,
+            "in_config": int,
+            "etag": str,
+            "last_modified": str,
+            "error_count": int,
+            "last_error": str,
+            "last_status": int,
+            "last_polled_at": str,
+            "next_check_at": str,
+            "retry_after_until": str,
+            "bozo_warning": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={
+            "name",
+            "publisher",
+            "url",
+            "config_url",
+            "tags",
+            "active",
+            "in_config",
+            "error_count",
+            "created_at",
+        },
+        defaults={"active": 1, "in_config": 1, "error_count": 0, "tags": "[]"},
+    )
+    db.table("feeds").create_index(["name"], unique=True)
+    db.table("feeds").create_index(["next_check_at"])
+
+    db.table("items").create(
+        {
+            "id": int,
+            "feed_id": int,
+            "entry_key": str,
+            "guid": str,
+            "url": str,
+            "canonical_url": str,
+            "title": str,
+            "author": str,
+            "published": str,
+            "published_from_feed": int,
+            "updated": str,
+            "summary_html": str,
+            "summary_text": str,
+            "content_html": str,
+            "content_text": str,
+            "categories": str,
+            "content_hash": str,
+            "first_seen": str,
+            "last_seen": str,
+            "updated_at": str,
+            "revisions": int,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id")],
+        not_null={
+            "feed_id",
+            "entry_key",
+            "title",
+            "published",
+            "published_from_feed",
+            "summary_html",
+            "summary_text",
+            "content_html",
+            "content_text",
+            "categories",
+            "content_hash",
+            "first_seen",
+            "last_seen",
+            "updated_at",
+            "revisions",
+        },
+        defaults={"revisions": 0, "categories": "[]"},
+    )
+    db.table("items").create_index(["feed_id", "entry_key"], unique=True)
+    db.table("items").create_index(["published"])
+    db.table("items").create_index(["canonical_url"])
+
+    db.table("fetches").create(
+        {
+            "id": int,
+            "feed_id": int,
+            "started_at": str,
+            "url": str,
+            "outcome": str,
+            "status": int,
+            "bytes": int,
+            "items_seen": int,
+            "items_new": int,
+            "items_updated": int,
+            "duration": float,
+            "error": str,
+            "warning": str,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id")],
+        not_null={
+            "feed_id",
+            "started_at",
+            "url",
+            "outcome",
+            "bytes",
+            "items_seen",
+            "items_new",
+            "items_updated",
+            "duration",
+        },
+    )
+    db.table("fetches").create_index(["feed_id", "started_at"])
+
+
+def _m002_syndication(db: sqlite_utils.Database) -> None:
+    items = db.table("items")
+    for column, kind in (
+        ("story_id", int),
+        ("parent_id", int),
+        ("relation", str),
+        ("similarity", float),
+        ("containment", float),
+        ("lag_seconds", int),
+        ("method", str),
+    ):
+        items.add_column(column, kind)
+    # Items stored before detection existed are each the original of their own story.
+    db.execute("UPDATE items SET story_id = id, relation = 'original' WHERE story_id IS NULL")
+    items.create_index(["story_id"])
+    items.create_index(["parent_id"])
+
+    db.table("signatures").create(
+        {
+            "item_id": int,
+            "published": str,
+            "body": bytes,
+            "lead": bytes,
+            "text": str,
+            "shingles": int,
+            "credits": str,
+        },
+        pk="item_id",
+        foreign_keys=[("item_id", "items", "id")],
+        not_null={"published", "body", "lead", "text", "shingles", "credits"},
+    )
+    db.table("signatures").create_index(["published"])
+    db.table("dedup_params").create(
+        {"id": int, "params": str, "created_at": str}, pk="id", not_null={"params", "created_at"}
+    )
+    db.table("feed_lines").create(
+        {"feed_id": int, "line": str, "items": int},
+        pk=("feed_id", "line"),
+        foreign_keys=[("feed_id", "feeds", "id")],
+        not_null={"items"},
+    )
+    db.table("feeds").add_column("learned_items", int, not_null_default=0)
+
+
+MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
+    (1, "initial schema: feeds, items, fetches", _m001_initial),
+    (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
+)

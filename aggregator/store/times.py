@@ -1,0 +1,18 @@
+"""How times are written in the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(value: datetime) -> str:
+    """UTC ISO 8601 with a Z, second precision: sorts as text, reads as a time."""
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)

@@ -1,0 +1,141 @@
+"""Pure: is one text a copy of another, which copy came from which, who is the original.
+
+No I/O, no clock: the linker hands in prepared texts, members and settings.
+docs/design.md gives the measurements behind each threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
+
+# How far into the longer text the shared part may start and still count as
+# "the same opening": covers a syndicator's header lines and related-links blocks.
+ALIGN_WORDS = 150
+ALIGN_SHARE = 0.3
+
+_CORRECTION = re.compile(
+    r"^\s*(?:corrected|correction|corrects|refile|refiled|update\s*\d*|updated)\b",
+    re.IGNORECASE,
+)
+
+
+def compare(a: PreparedText, b: PreparedText, shingle_size: int) -> Comparison:
+    """Similarity of two prepared bodies, measured on their shingle sets."""
+    shared_set = a.shingles & b.shingles
+    shared = len(shared_set)
+    union = len(a.shingles) + len(b.shingles) - shared
+    shorter, longer = (a, b) if len(a.shingles) <= len(b.shingles) else (b, a)
+    containment = shared / len(shorter.shingles) if shorter.shingles else 0.0
+    missing = shorter.figures - longer.figures
+    mismatch = len(missing) / len(shorter.figures) if shorter.figures else 0.0
+    return Comparison(
+        jaccard=shared / union if union else 0.0,
+        containment=containment,
+        shared=shared,
+        figure_mismatch=mismatch,
+        aligned=_aligned(shorter, longer, shared_set, shingle_size),
+    )
+
+
+def _aligned(
+    shorter: PreparedText, longer: PreparedText, shared: frozenset[str], size: int
+) -> bool:
+    """Whether the shorter text's opening is found near the top of the longer one."""
+    if not shared or not shorter.words:
+        return False
+    opening = [s for s in shorter.lead_shingles[:10] if s in shared]
+    if not opening:
+        return False
+    words = longer.words
+    limit = max(ALIGN_WORDS, int(len(words) * ALIGN_SHARE))
+    window = {" ".join(words[i : i + size]) for i in range(min(limit, max(1, len(words))))}
+    return any(s in window for s in opening)
+
+
+def is_correction(title: str) -> bool:
+    return bool(_CORRECTION.match(title))
+
+
+def is_copy(
+    comparison: Comparison,
+    shorter_shingles: int,
+    settings: DedupSettings,
+    *,
+    correction: bool = False,
+) -> bool:
+    """The verdict: enough of the shorter text is in the longer one, with the same figures.
+
+    High containment alone is not enough when the overlap is a small part of
+    both texts: then the shorter text's opening must also open the longer one
+    (a summary or a truncated copy), otherwise it is a quote or a shared
+    paragraph. Different figures in otherwise matching texts are a templated
+    report (next quarter's results), not a copy; a correction may change one.
+    """
+    if shorter_shingles < settings.min_shingles:
+        return False
+    if comparison.containment < settings.min_containment:
+        return False
+    if comparison.jaccard < settings.min_jaccard and not comparison.aligned:
+        return False
+    if comparison.figure_mismatch > settings.max_figure_mismatch:
+        return correction and comparison.figure_mismatch <= 0.5
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    member: Member
+    comparison: Comparison
+
+
+def relation(
+    child: Member, parent: Member, comparison: Comparison, settings: DedupSettings
+) -> Relation:
+    if child.publisher.casefold() != parent.publisher.casefold():
+        return Relation.SYNDICATED
+    if comparison.jaccard >= settings.duplicate_jaccard:
+        return Relation.DUPLICATE
+    return Relation.VERSION
+
+
+def credits_between(child: Member, parent: Member, hints: Sequence[str] = ()) -> bool:
+    """Whether `child` names `parent`'s publisher as its source (or its feed syndicates it)."""
+    publisher = parent.publisher.casefold()
+    return publisher != child.publisher.casefold() and (
+        publisher in {c.casefold() for c in child.credits}
+        or publisher in {h.casefold() for h in hints}
+    )
+
+
+def earlier(a: Member, b: Member) -> bool:
+    """Publish time first, then first-seen, then id: a total order for ties."""
+    return (a.published, a.first_seen, a.id) < (b.published, b.first_seen, b.id)
+
+
+def choose_parent(
+    new: Member, matches: Sequence[Match], hints: Sequence[str] = ()
+) -> tuple[Match | None, str]:
+    """The copy `new` most likely came from, and the signal that decided it.
+
+    A credit to a matched item's publisher wins; otherwise the most similar
+    matched item published before `new`. None means `new` is earlier than
+    every match: it is the original of the story.
+    """
+    credited = [m for m in matches if credits_between(new, m.member, hints)]
+    if credited:
+        return max(credited, key=_closeness), "attribution"
+    before = [m for m in matches if earlier(m.member, new) and not credits_between(m.member, new)]
+    if before:
+        best = max(before, key=_closeness)
+        method = "published" if best.member.published != new.published else "first_seen"
+        return best, method
+    return None, "published"
+
+
+def _closeness(match: Match) -> tuple[float, float, int]:
+    c = match.comparison
+    return (c.jaccard, c.containment, -match.member.id)
