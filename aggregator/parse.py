@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import math
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,10 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 MAX_KEY_LENGTH = 512
 MAX_WARNING_LENGTH = 300
 
+_SURROGATE_REFS = re.compile(
+    rb"&#(?:[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}"
+    rb"|0*(?:552(?:9[6-9])|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));"
+)
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
 
 
@@ -47,11 +52,14 @@ def parse_feed(
     # one is taken as generic XML, whose charset rules follow the XML declaration.
     headers = {"content-location": url, "content-type": content_type or "application/xml"}
     try:
-        parsed = feedparser.parse(
-            body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
-        )
-    except Exception as e:  # feedparser is meant not to raise; a crash is still a bad feed
-        raise ParseError(f"feed could not be parsed: {_one_line(repr(e))}") from e
+        parsed = _feedparser(body, headers)
+    except Exception:
+        # feedparser's loose parser crashes on character references to surrogates
+        # (&#xD800;); those can never be text, so replace them and try once more.
+        try:
+            parsed = _feedparser(_SURROGATE_REFS.sub(b"&#xFFFD;", body), headers)
+        except Exception as e:  # a crash is still a bad feed, not a bad poll
+            raise ParseError(f"feed could not be parsed: {_one_line(repr(e))}") from e
 
     raw_entries = parsed.get("entries") or []
     version = parsed.get("version") or None
@@ -88,6 +96,12 @@ def parse_feed(
         entries=tuple(entries),
         warning=problem,
         ttl=_ttl_seconds(feed_info.get("ttl")),
+    )
+
+
+def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
+    return feedparser.parse(
+        body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
     )
 
 
@@ -142,7 +156,7 @@ def _content(raw: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
-    link = raw.get("link") or None
+    link = _web_link(raw)
     canonical = canonical_url(link)
     title = single_line(raw.get("title"))
 
@@ -200,6 +214,22 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
         categories=categories,
         content_hash=content_hash,
     )
+
+
+def _web_link(raw: dict[str, Any]) -> str | None:
+    """The entry's http(s) link; feedparser falls back to the id (often a tag: URI)."""
+    candidates = [raw.get("link")]
+    candidates += [
+        link.get("href")
+        for link in raw.get("links") or []
+        if isinstance(link, Mapping) and link.get("rel", "alternate") == "alternate"
+    ]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip().lower().startswith(
+            ("http://", "https://")
+        ):
+            return candidate.strip()
+    return None
 
 
 def _entry_key(guid: str | None, canonical: str | None, title: str, date_text: object) -> str:

@@ -665,3 +665,25 @@ def test_parse_result_is_frozen() -> None:
     feed = parse(RSS20)
     with pytest.raises(AttributeError):
         feed.entries[0].title = "changed"  # type: ignore[misc]
+
+
+def test_character_references_to_surrogates_do_not_lose_the_feed() -> None:
+    # Not well-formed (a bare "&") so feedparser's loose parser runs, which used to crash
+    # on a reference to a surrogate code point.
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>S&P &#xD800;</title>'
+        b'<item><title>a &#55296; b &#57343;</title><guid isPermaLink="false">g1</guid>'
+        b"<description>Copper rose.</description></item></channel></rss>"
+    )
+    entry = only(parse(body))
+    assert entry.key == "g1"
+    assert entry.title == "a \ufffd b \ufffd"
+
+
+def test_an_atom_entry_without_a_web_link_has_no_url() -> None:
+    body = b"""<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>
+<entry><id>tag:desk.example,2026:1</id><title>T</title>
+<updated>2026-11-01T00:00:00Z</updated></entry></feed>"""
+    entry = only(parse(body))
+    assert entry.url is None and entry.canonical_url is None
+    assert entry.key == "tag:desk.example,2026:1"
