@@ -225,6 +225,8 @@ class PollReport:
     error: str | None
     warning: str | None
     url: str
+    # New items linked to an existing story (syndicated, version, duplicate).
+    links: int = 0
 
     @property
     def ok(self) -> bool:

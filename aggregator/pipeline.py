@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 from aggregator.errors import ParseError, UsageError
 from aggregator.fetch import Fetcher
+from aggregator.linker import Linker
 from aggregator.models import (
+    ChangeStatus,
     Feed,
     FetchOutcome,
     FetchRequest,
@@ -24,6 +26,7 @@ from aggregator.models import (
     ParsedFeed,
     PollingSettings,
     PollReport,
+    Relation,
     Settings,
 )
 from aggregator.parse import parse_feed
@@ -61,9 +64,15 @@ def poll(
     names: Sequence[str] = (),
     everything: bool = False,
     clock: Clock = utc_now,
+    linker: Linker | None = None,
 ) -> Iterator[PollReport]:
-    """Poll the selected feeds once, yielding one report per feed as it is stored."""
+    """Poll the selected feeds once, yielding one report per feed as it is stored.
+
+    Pass a long-lived `linker` to keep the dedup index in memory between polls
+    (the daemon); without one, the index is loaded from the store when needed.
+    """
     now = clock()
+    linker = linker or Linker(store, settings)
     store.sync_feeds(settings.feeds, now)
     feeds = select_feeds(store, settings, names=names, everything=everything, now=now)
     if not feeds:
@@ -85,7 +94,7 @@ def poll(
             started[pool.submit(fetcher.fetch, request)] = (feed, clock())
         for future in as_completed(started):
             feed, started_at = started[future]
-            yield store_result(store, settings, feed, future.result(), started_at, clock())
+            yield store_result(store, settings, linker, feed, future.result(), started_at, clock())
 
 
 def _polling_for(settings: Settings, feed: Feed) -> PollingSettings:
@@ -96,6 +105,7 @@ def _polling_for(settings: Settings, feed: Feed) -> PollingSettings:
 def store_result(
     store: Store,
     settings: Settings,
+    linker: Linker,
     feed: Feed,
     fetched: FetchResult,
     started_at: datetime,
@@ -132,20 +142,33 @@ def store_result(
         warning=parsed.warning if parsed is not None else None,
         url=fetched.final_url,
     )
-    new, updated = store.apply_poll(feed, update, entries, report, now)
+    try:
+        with store.transaction():
+            changes = store.upsert_entries(feed, entries, now)
+            found = linker.link_changes(feed, changes, now)
+            new = sum(1 for c in changes if c.status is ChangeStatus.NEW)
+            updated = sum(1 for c in changes if c.status is ChangeStatus.CHANGED)
+            store.record_poll(feed, update, report, len(entries), new, updated, now)
+    except BaseException:
+        linker.rollback()
+        raise
+    linker.commit()
+    links = sum(count for kind, count in found.items() if kind != Relation.ORIGINAL.value)
     final = replace(
         report,
         items_new=new,
         items_updated=updated,
+        links=links,
         duration=fetched.elapsed + (time.monotonic() - processing_started),
     )
     log.info(
-        "poll feed=%s outcome=%s status=%s new=%d updated=%d duration=%.2fs%s",
+        "poll feed=%s outcome=%s status=%s new=%d updated=%d links=%d duration=%.2fs%s",
         final.feed,
         final.outcome.value,
         final.status,
         new,
         updated,
+        links,
         final.duration,
         f" error={final.error!r}" if final.error else "",
     )

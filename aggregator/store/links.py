@@ -96,13 +96,14 @@ class LinkStore:
             ),
         )
 
-    def iter_signatures(self, since: datetime) -> Iterator[tuple[int, bytes, bytes]]:
+    def iter_signatures(self, since: datetime) -> Iterator[tuple[int, bytes, bytes, datetime]]:
         cursor = self._conn.execute(
-            "SELECT item_id, body, lead FROM signatures WHERE published >= ? ORDER BY item_id",
+            "SELECT item_id, body, lead, published FROM signatures WHERE published >= ? "
+            "ORDER BY item_id",
             (format_time(since),),
         )
-        for item_id, body, lead in cursor:
-            yield int(item_id), bytes(body), bytes(lead)
+        for item_id, body, lead, published in cursor:
+            yield int(item_id), bytes(body), bytes(lead), _time(published)
 
     def clear_signatures(self) -> None:
         self._conn.execute("DELETE FROM signatures")
@@ -182,6 +183,12 @@ class LinkStore:
                 (format_time(since) if since else "",),
             )
         ]
+
+
+def _time(value: str) -> datetime:
+    parsed = parse_time(value)
+    assert parsed is not None, "column is NOT NULL"
+    return parsed
 
 
 def _member(row: Sequence[Any]) -> Member:

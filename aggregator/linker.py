@@ -1,0 +1,362 @@
+"""Links each new item to the story it belongs to: prepare -> sign -> candidates -> verdict.
+
+Runs inside the transaction that stores a feed's items, so an item and its
+place in a story commit together. The in-memory LSH index mirrors the
+`signatures` table; additions made in a transaction that rolls back are
+taken out again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aggregator.dedup import CandidateIndex, Signature, Signer, parameters
+from aggregator.errors import AggregatorError
+from aggregator.models import (
+    ChangeStatus,
+    Comparison,
+    DedupSettings,
+    EntryChange,
+    Feed,
+    Link,
+    Member,
+    ParsedEntry,
+    PreparedText,
+    Relation,
+    Settings,
+)
+from aggregator.store import Store
+from aggregator.syndication import (
+    Match,
+    choose_parent,
+    compare,
+    credits_between,
+    is_copy,
+    is_correction,
+    relation,
+)
+from aggregator.text import credited_publishers, line_fingerprint, paragraphs, prepare_body
+
+log = logging.getLogger(__name__)
+
+# The index forgets items this long after they leave the window.
+_PRUNE_EVERY = timedelta(hours=1)
+
+
+class DedupParametersChanged(AggregatorError):
+    """Stored signatures were made with other parameters than the configured ones."""
+
+
+def body_text(entry: ParsedEntry) -> str:
+    """The fuller of the entry's two texts: feeds put the article in either."""
+    if len(entry.content_text) >= len(entry.summary_text):
+        return entry.content_text
+    return entry.summary_text
+
+
+@dataclass(frozen=True, slots=True)
+class ItemText:
+    """What linking needs of one stored item, whether it came from a poll or the store."""
+
+    item_id: int
+    title: str
+    text: str
+    canonical_url: str | None
+    published: datetime
+    first_seen: datetime
+
+
+class Linker:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings.dedup
+        self._signer = Signer(settings.dedup)
+        self._index: CandidateIndex | None = None
+        self._published: dict[int, datetime] = {}
+        self._pending: list[int] = []
+        self._last_prune: datetime | None = None
+        self._hints = {feed.name: feed.syndicates for feed in settings.feeds}
+        self._publishers = sorted(
+            {feed.publisher for feed in settings.feeds}
+            | {hint for feed in settings.feeds for hint in feed.syndicates}
+        )
+
+    @property
+    def indexed(self) -> int:
+        return len(self._index) if self._index is not None else 0
+
+    # -- the index ------------------------------------------------------------------
+
+    def check_parameters(self, now: datetime) -> None:
+        """Refuse to mix signatures made with different parameters (inside a transaction)."""
+        current = parameters(self._settings)
+        stored = self._store.dedup_params()
+        if stored == current:
+            return
+        if stored is not None and self._store.signature_count():
+            changed = ", ".join(
+                f"{key} {stored.get(key)!r} -> {value!r}"
+                for key, value in current.items()
+                if stored.get(key) != value
+            )
+            raise DedupParametersChanged(
+                f"dedup parameters changed since signatures were stored ({changed}); "
+                "run `aggregator dedup --rebuild`"
+            )
+        self._store.set_dedup_params(current, now)
+
+    def _ensure_index(self, now: datetime) -> CandidateIndex:
+        if self._index is None:
+            self.check_parameters(now)
+            index = CandidateIndex(self._settings)
+            since = now - timedelta(seconds=self._settings.window)
+            for item_id, body, lead, published in self._store.iter_signatures(since):
+                index.add(item_id, Signature(body, lead))
+                self._published[item_id] = published
+            self._index = index
+            self._last_prune = now
+            log.debug("dedup index loaded: %d items since %s", len(index), since)
+        return self._index
+
+    def _prune(self, now: datetime) -> None:
+        if self._index is None or self._last_prune is None:
+            return
+        if now - self._last_prune < _PRUNE_EVERY:
+            return
+        horizon = now - timedelta(seconds=self._settings.window) - timedelta(days=1)
+        for item_id in [i for i, p in self._published.items() if p < horizon]:
+            self._index.remove(item_id)
+            del self._published[item_id]
+        self._last_prune = now
+
+    def rollback(self) -> None:
+        """Forget index entries of a transaction that did not commit."""
+        if self._index is not None:
+            for item_id in self._pending:
+                self._index.remove(item_id)
+                self._published.pop(item_id, None)
+        self._pending.clear()
+
+    def commit(self) -> None:
+        self._pending.clear()
+
+    # -- linking ------------------------------------------------------------------------
+
+    def link_changes(
+        self, feed: Feed, changes: Sequence[EntryChange], now: datetime
+    ) -> Counter[str]:
+        """Sign new and changed items of one poll; place new ones in their stories."""
+        wanted = [c for c in changes if c.status is not ChangeStatus.SAME]
+        if not wanted:
+            return Counter()
+        items = [
+            ItemText(
+                item_id=c.item_id,
+                title=c.entry.title,
+                text=body_text(c.entry),
+                canonical_url=c.entry.canonical_url,
+                published=c.stored_published,
+                first_seen=c.first_seen,
+            )
+            for c in wanted
+        ]
+        fresh = {c.item_id for c in wanted if c.status is ChangeStatus.NEW}
+        return self.link_items(feed, items, fresh, now, learn=True)
+
+    def link_items(
+        self,
+        feed: Feed,
+        items: Sequence[ItemText],
+        fresh: set[int],
+        now: datetime,
+        *,
+        learn: bool,
+    ) -> Counter[str]:
+        """Sign `items` of `feed` and place those in `fresh` (inside a transaction)."""
+        index = self._ensure_index(now)
+        if learn:
+            # Learn the feed's recurring lines from the whole batch first, so a new
+            # feed's first poll already knows the chrome shared by its items.
+            self._store.learn_lines(
+                feed.id,
+                [
+                    {line_fingerprint(line) for line in paragraphs(item.text)}
+                    for item in items
+                    if item.item_id in fresh
+                ],
+            )
+        boilerplate = _Boilerplate(self._store, self._settings)
+        found: Counter[str] = Counter()
+        for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
+            prepared = self._prepare(item.text, boilerplate(feed.id))
+            credits = credited_publishers(f"{item.title}\n{item.text}", self._publishers)
+            signature = self._signer.sign(prepared.shingles, prepared.lead_shingles)
+            self._store.save_signature(
+                item.item_id,
+                item.published,
+                signature.body,
+                signature.lead,
+                "\n".join(prepared.lines),
+                len(prepared.shingles),
+                credits,
+            )
+            if item.item_id in fresh:
+                member = Member(
+                    id=item.item_id,
+                    feed_id=feed.id,
+                    publisher=feed.publisher,
+                    published=item.published,
+                    first_seen=item.first_seen,
+                    title=item.title,
+                    credits=credits,
+                    story_id=item.item_id,
+                )
+                kind = self._place(feed, member, item, prepared, signature, index, boilerplate)
+                found[kind] += 1
+            index.add(item.item_id, signature)
+            self._published[item.item_id] = item.published
+            self._pending.append(item.item_id)
+        self._prune(now)
+        return found
+
+    def _prepare(self, text: str, boilerplate: frozenset[str]) -> PreparedText:
+        return prepare_body(
+            text,
+            boilerplate,
+            shingle_size=self._settings.shingle_size,
+            lead_words=self._settings.lead_words,
+        )
+
+    def _matches(
+        self,
+        member: Member,
+        item: ItemText,
+        prepared: PreparedText,
+        signature: Signature,
+        index: CandidateIndex,
+        boilerplate: _Boilerplate,
+    ) -> list[Match]:
+        window = timedelta(seconds=self._settings.window)
+        candidates = index.query(signature)
+        same_url: set[int] = set()
+        if item.canonical_url:
+            same_url = set(self._store.items_with_url(item.canonical_url, member.id))
+        candidates |= same_url
+        candidates.discard(member.id)
+        matches: list[Match] = []
+        for other, text in self._store.members(candidates).values():
+            if abs(other.published - member.published) > window and other.id not in same_url:
+                continue
+            theirs = self._prepare(text, boilerplate(other.feed_id))
+            comparison = compare(prepared, theirs, self._settings.shingle_size)
+            shorter = min(len(prepared.shingles), len(theirs.shingles))
+            same_publisher = other.publisher.casefold() == member.publisher.casefold()
+            correction = same_publisher and (
+                is_correction(member.title) or is_correction(other.title)
+            )
+            if other.id in same_url or is_copy(
+                comparison, shorter, self._settings, correction=correction
+            ):
+                matches.append(Match(other, comparison))
+        return matches
+
+    def _place(
+        self,
+        feed: Feed,
+        member: Member,
+        item: ItemText,
+        prepared: PreparedText,
+        signature: Signature,
+        index: CandidateIndex,
+        boilerplate: _Boilerplate,
+    ) -> str:
+        matches = self._matches(member, item, prepared, signature, index, boilerplate)
+        if not matches:
+            self._store.set_link(_original(member.id))
+            return Relation.ORIGINAL.value
+        hints = self._hints.get(feed.name, ())
+        parent, method = choose_parent(member, matches, hints)
+        if parent is not None:
+            chosen = parent.member
+            kind = relation(member, chosen, parent.comparison, self._settings)
+            self._store.set_link(
+                Link(
+                    item_id=member.id,
+                    story_id=chosen.story_id or chosen.id,
+                    parent_id=chosen.id,
+                    relation=kind,
+                    similarity=parent.comparison.jaccard,
+                    containment=parent.comparison.containment,
+                    lag_seconds=_lag(member, chosen),
+                    method=method,
+                )
+            )
+            return kind.value
+        # Earlier than everything it matches: it is the story's original, and the
+        # old original now hangs under it.
+        best = max(matches, key=lambda m: (m.comparison.containment, m.comparison.jaccard))
+        old_story = best.member.story_id or best.member.id
+        root = self._store.story_root(old_story)
+        self._store.move_story(old_story, member.id)
+        self._store.set_link(_original(member.id, method))
+        if root is not None and root.id != member.id:
+            comparison = next(
+                (m.comparison for m in matches if m.member.id == root.id), None
+            ) or self._compare_stored(prepared, root, boilerplate)
+            credited = credits_between(root, member)
+            self._store.set_link(
+                Link(
+                    item_id=root.id,
+                    story_id=member.id,
+                    parent_id=member.id,
+                    relation=relation(root, member, comparison, self._settings),
+                    similarity=comparison.jaccard,
+                    containment=comparison.containment,
+                    lag_seconds=_lag(root, member),
+                    method="attribution" if credited else method,
+                )
+            )
+        return Relation.ORIGINAL.value
+
+    def _compare_stored(
+        self, prepared: PreparedText, other: Member, boilerplate: _Boilerplate
+    ) -> Comparison:
+        stored = self._store.members([other.id]).get(other.id)
+        text = stored[1] if stored else ""
+        return compare(
+            prepared, self._prepare(text, boilerplate(other.feed_id)), self._settings.shingle_size
+        )
+
+
+class _Boilerplate:
+    """Per-feed learned boilerplate, read once per batch."""
+
+    def __init__(self, store: Store, settings: DedupSettings) -> None:
+        self._load: Callable[[int], frozenset[str]] = lambda feed_id: store.boilerplate(
+            feed_id, settings.boilerplate_min_items, settings.boilerplate_min_share
+        )
+        self._cache: dict[int, frozenset[str]] = {}
+
+    def __call__(self, feed_id: int) -> frozenset[str]:
+        if feed_id not in self._cache:
+            self._cache[feed_id] = self._load(feed_id)
+        return self._cache[feed_id]
+
+
+def _original(item_id: int, method: str | None = None) -> Link:
+    return Link(item_id, item_id, None, Relation.ORIGINAL, None, None, None, method)
+
+
+def _lag(child: Member, parent: Member) -> int:
+    return int((child.published - parent.published).total_seconds())
+
+
+def relation_counts(found: Iterable[Counter[str]]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for counts in found:
+        total.update(counts)
+    return total
