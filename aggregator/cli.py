@@ -295,8 +295,29 @@ def _item_json(item: StoredItem) -> dict[str, object]:
         "updated_at": _iso(item.updated_at),
         "revisions": item.revisions,
         "categories": list(item.categories),
+        "story_id": item.story_id,
+        "parent_id": item.parent_id,
+        "relation": item.relation,
+        "similarity": item.similarity,
+        "containment": item.containment,
+        "lag_seconds": item.lag_seconds,
+        "method": item.method,
+        "story_size": item.story_size,
         "summary": item.summary_text,
     }
+
+
+def _lag(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    if minutes < 60:
+        return f"{sign}{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{sign}{hours}h{minutes:02d}m"
+    return f"{sign}{hours // 24}d{hours % 24:02d}h"
 
 
 @cli.command()
@@ -304,13 +325,29 @@ def _item_json(item: StoredItem) -> dict[str, object]:
 @click.option(
     "--since", metavar="AGE|ISO", help="Published within this age (24h, 7d) or after this time."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Rows to show; 0 means no limit.",
+)
+@click.option("--originals", is_flag=True, help="One row per story: only each story's original.")
 @_json_option
 @click.pass_obj
 def items(
-    state: _State, names: tuple[str, ...], since: str | None, limit: int, as_json: bool
+    state: _State,
+    names: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    originals: bool,
+    as_json: bool,
 ) -> None:
-    """List stored items, newest first."""
+    """List stored items, newest first, with their place in a story.
+
+    RELATION is `original` for a story's first item (or an item with no copies),
+    else `syndicated`, `version` or `duplicate`; STORY is the id of the original.
+    """
     cutoff = _since(since, utc_now())
     with state.open_store() as store:
         if names:
@@ -318,7 +355,9 @@ def items(
             unknown = sorted(set(names) - known)
             if unknown:
                 raise UsageError(f"unknown feed {', '.join(map(repr, unknown))}")
-        rows = store.items(feeds=names or None, since=cutoff, limit=limit)
+        rows = store.items(
+            feeds=names or None, since=cutoff, limit=limit or None, originals_only=originals
+        )
     if as_json:
         click.echo(json.dumps([_item_json(i) for i in rows], indent=2, ensure_ascii=False))
         return
@@ -327,10 +366,187 @@ def items(
         return
     click.echo(
         _table(
-            ("PUBLISHED", "FEED", "TITLE"),
-            [[_iso(i.published), i.feed, _shorten(i.title or "(no title)", 90)] for i in rows],
+            ("ID", "PUBLISHED", "FEED", "STORY", "RELATION", "TITLE"),
+            [
+                [
+                    i.id,
+                    _iso(i.published),
+                    i.feed,
+                    i.story_id if i.story_size > 1 else "",
+                    i.relation if i.story_size > 1 else "",
+                    _shorten(i.title or "(no title)", 80),
+                ]
+                for i in rows
+            ],
         )
     )
+
+
+def _chain_lines(story: list[StoredItem], marked: int | None = None) -> list[str]:
+    """The story as a tree: the original first, each copy indented under its parent."""
+    by_parent: dict[int | None, list[StoredItem]] = {}
+    ids = {item.id for item in story}
+    for item in story:
+        parent = item.parent_id if item.parent_id in ids else None
+        by_parent.setdefault(parent, []).append(item)
+    lines: list[str] = []
+
+    def walk(item: StoredItem, depth: int) -> None:
+        mark = "*" if item.id == marked else " "
+        details = [item.publisher, _iso(item.published) or ""]
+        if item.parent_id is not None:
+            details += [
+                _lag(item.lag_seconds),
+                item.relation,
+                f"similarity {item.similarity:.2f}" if item.similarity is not None else "",
+                f"containment {item.containment:.2f}" if item.containment is not None else "",
+                f"by {item.method}" if item.method else "",
+            ]
+        else:
+            details.append("original")
+        prefix = "  " * depth + ("└─ " if depth else "")
+        lines.append(f"{mark} {prefix}[{item.id}] " + "  ".join(d for d in details if d))
+        lines.append(f"  {'  ' * depth}{'   ' if depth else ''}{_shorten(item.title, 90)}")
+        for child in by_parent.get(item.id, []):
+            walk(child, depth + 1)
+
+    for root in by_parent.get(None, []):
+        walk(root, 0)
+    return lines
+
+
+@cli.command()
+@click.argument("item_id", type=int, metavar="ID")
+@_json_option
+@click.pass_obj
+def show(state: _State, item_id: int, as_json: bool) -> None:
+    """Show one item and its story's whole chain as a tree.
+
+    The original is at the top; each copy is indented under the copy it most
+    likely came from, with publisher, time, lag from its parent, relation and
+    similarity. The item asked for is marked with *.
+    """
+    with state.open_store() as store:
+        item = store.item(item_id)
+        if item is None:
+            raise UsageError(f"no item with id {item_id}")
+        story = store.story(item.story_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"item": _item_json(item), "story": [_item_json(i) for i in story]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    click.echo(f"[{item.id}] {item.title}")
+    click.echo(f"{item.publisher} ({item.feed})  {_iso(item.published)}  {item.url or ''}")
+    if item.summary_text:
+        click.echo("")
+        click.echo(_shorten(" ".join(item.summary_text.split()), 400))
+    click.echo("")
+    publishers = len({i.publisher for i in story})
+    click.echo(f"Story {item.story_id}: {len(story)} items from {publishers} publishers")
+    for line in _chain_lines(story, marked=item.id):
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--since", metavar="AGE|ISO", help="Originals published within this age or after.")
+@click.option(
+    "--min-copies",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Only stories with at least this many copies (0 lists every story).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Rows to show; 0 means no limit.",
+)
+@_json_option
+@click.pass_obj
+def stories(state: _State, since: str | None, min_copies: int, limit: int, as_json: bool) -> None:
+    """List stories with their original, number of copies and publishers."""
+    cutoff = _since(since, utc_now())
+    with state.open_store() as store:
+        rows = store.stories(since=cutoff, min_copies=min_copies, limit=limit or None)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "story_id": s.original.id,
+                        "original": _item_json(s.original),
+                        "copies": s.size - 1,
+                        "publishers": list(s.publishers),
+                        "last_published": _iso(s.last_published),
+                    }
+                    for s in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    if not rows:
+        click.echo("no stories with copies" if min_copies else "no stories")
+        return
+    click.echo(
+        _table(
+            ("STORY", "PUBLISHED", "ORIGINAL", "COPIES", "PUBLISHERS", "TITLE"),
+            [
+                [
+                    s.original.id,
+                    _iso(s.original.published),
+                    s.original.publisher,
+                    s.size - 1,
+                    _shorten(", ".join(s.publishers), 40),
+                    _shorten(s.original.title, 70),
+                ]
+                for s in rows
+            ],
+        )
+    )
+
+
+@cli.command()
+@click.option("--rebuild", is_flag=True, required=True, help="Recompute signatures and chains.")
+@click.option(
+    "--since",
+    metavar="AGE|ISO",
+    help="Only items published since then (default: all; required after a parameter change).",
+)
+@click.pass_obj
+def dedup(state: _State, rebuild: bool, since: str | None) -> None:
+    """Recompute signatures, learned boilerplate and story links of stored items.
+
+    Run after changing [dedup] parameters in config.toml (without --since), or
+    to re-link recent items with new thresholds (with --since).
+    """
+    from aggregator.linker import rebuild as run_rebuild
+
+    settings = state.settings()
+    cutoff = _since(since, utc_now())
+    with state.open_store() as store:
+        total = len(store.item_ids_by_published(cutoff))
+        with click.progressbar(
+            length=total, label="re-linking", show_pos=True, show_eta=True, file=sys.stderr
+        ) as bar:
+            shown = 0
+
+            def advance(done: int) -> None:
+                nonlocal shown
+                bar.update(done - shown)
+                shown = done
+
+            found = run_rebuild(store, settings, since=cutoff, progress=advance)
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(found.items())) or "nothing"
+    click.echo(f"{total} items re-linked: {summary}")
 
 
 @cli.command()
@@ -359,16 +575,26 @@ def demo(state: _State, demo_dir: Path | None) -> None:
     click.echo(f"\nStored {len(result.items)} items in {result.db_path}, newest first:")
     click.echo(
         _table(
-            ("PUBLISHED", "FEED", "TITLE"),
+            ("ID", "PUBLISHED", "FEED", "TITLE"),
             [
-                [_iso(i.published), i.feed, _shorten(i.title or "(no title)", 80)]
+                [i.id, _iso(i.published), i.feed, _shorten(i.title or "(no title)", 80)]
                 for i in result.items
             ],
         )
     )
+    copies = sum(len(chain) - 1 for chain in result.chains)
     click.echo(
-        f"\nLook around: aggregator --db {result.db_path} items --limit 10"
-        f"  |  aggregator --db {result.db_path} items --json"
+        f"\nSyndication: {len(result.chains)} stories carried by more than one item "
+        f"({copies} copies):"
+    )
+    for chain in result.chains:
+        click.echo("")
+        for line in _chain_lines(list(chain)):
+            click.echo(line)
+    db = result.db_path
+    click.echo(
+        f"\nLook around: aggregator --db {db} stories   |   aggregator --db {db} show ID"
+        f"   |   aggregator --db {db} items --json"
     )
 
 

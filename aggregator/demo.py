@@ -45,6 +45,8 @@ class DemoResult:
     first_poll: tuple[PollReport, ...]
     second_poll: tuple[PollReport, ...]
     items: tuple[StoredItem, ...]
+    # Stories with at least one copy, each oldest item first.
+    chains: tuple[tuple[StoredItem, ...], ...]
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -106,4 +108,8 @@ def run_demo(demo_dir: Path, db_path: Path = DEFAULT_DEMO_DB, clock: Clock = utc
             first = tuple(poll(store, settings, everything=True, clock=clock))
             second = tuple(poll(store, settings, everything=True, clock=clock))
             items = tuple(store.items(limit=None))
-    return DemoResult(settings.db_path, first, second, items)
+            chains = tuple(
+                tuple(store.story(story.original.id))
+                for story in store.stories(min_copies=1, limit=None)
+            )
+    return DemoResult(settings.db_path, first, second, items, chains)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aggregator.dedup import CandidateIndex, Signature, Signer, parameters
 from aggregator.errors import AggregatorError
@@ -22,9 +21,9 @@ from aggregator.models import (
     DedupSettings,
     EntryChange,
     Feed,
+    ItemText,
     Link,
     Member,
-    ParsedEntry,
     PreparedText,
     Relation,
     Settings,
@@ -51,25 +50,6 @@ class DedupParametersChanged(AggregatorError):
     """Stored signatures were made with other parameters than the configured ones."""
 
 
-def body_text(entry: ParsedEntry) -> str:
-    """The fuller of the entry's two texts: feeds put the article in either."""
-    if len(entry.content_text) >= len(entry.summary_text):
-        return entry.content_text
-    return entry.summary_text
-
-
-@dataclass(frozen=True, slots=True)
-class ItemText:
-    """What linking needs of one stored item, whether it came from a poll or the store."""
-
-    item_id: int
-    title: str
-    text: str
-    canonical_url: str | None
-    published: datetime
-    first_seen: datetime
-
-
 class Linker:
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
@@ -80,9 +60,11 @@ class Linker:
         self._pending: list[int] = []
         self._last_prune: datetime | None = None
         self._hints = {feed.name: feed.syndicates for feed in settings.feeds}
+        # Credits can name any publisher we follow, configured now or stored earlier.
         self._publishers = sorted(
             {feed.publisher for feed in settings.feeds}
             | {hint for feed in settings.feeds for hint in feed.syndicates}
+            | {feed.publisher for feed in store.feeds(in_config_only=False)}
         )
 
     @property
@@ -108,6 +90,20 @@ class Linker:
                 "run `aggregator dedup --rebuild`"
             )
         self._store.set_dedup_params(current, now)
+
+    def prime(self, start: datetime, end: datetime) -> None:
+        """Start an index holding the stored signatures published in [start, end).
+
+        For a rebuild, which replays items in publish order: pruning then follows
+        the replayed items' times, starting from `end`.
+        """
+        index = CandidateIndex(self._settings)
+        for item_id, body, lead, published in self._store.iter_signatures(start):
+            if published < end:
+                index.add(item_id, Signature(body, lead))
+                self._published[item_id] = published
+        self._index = index
+        self._last_prune = end
 
     def _ensure_index(self, now: datetime) -> CandidateIndex:
         if self._index is None:
@@ -157,7 +153,7 @@ class Linker:
             ItemText(
                 item_id=c.item_id,
                 title=c.entry.title,
-                text=body_text(c.entry),
+                text=c.entry.body_text,
                 canonical_url=c.entry.canonical_url,
                 published=c.stored_published,
                 first_seen=c.first_seen,
@@ -360,3 +356,63 @@ def relation_counts(found: Iterable[Counter[str]]) -> Counter[str]:
     for counts in found:
         total.update(counts)
     return total
+
+
+def rebuild(
+    store: Store,
+    settings: Settings,
+    *,
+    since: datetime | None,
+    progress: Callable[[int], None] = lambda done: None,
+    batch: int = 500,
+) -> Counter[str]:
+    """Recompute signatures, boilerplate and story links of stored items, oldest first.
+
+    Without `since` everything is rebuilt (needed after a parameter change);
+    with it, only items published since then, linked against older ones.
+    """
+    linker = Linker(store, settings)
+    current = parameters(settings.dedup)
+    stored = store.dedup_params()
+    if since is not None and stored is not None and stored != current:
+        raise DedupParametersChanged(
+            "dedup parameters changed: rebuild everything (run without --since)"
+        )
+    ids = store.item_ids_by_published(since)
+    feeds = {feed.id: feed for feed in store.feeds(in_config_only=False)}
+    with store.transaction():
+        store.reset_links(since)
+        if since is None:
+            store.clear_signatures()
+            store.forget_lines()
+            for start in range(0, len(ids), batch):
+                by_feed: dict[int, list[ItemText]] = {}
+                for feed_id, item in store.item_texts(ids[start : start + batch]):
+                    by_feed.setdefault(feed_id, []).append(item)
+                for feed_id, items in by_feed.items():
+                    store.learn_lines(
+                        feed_id,
+                        [{line_fingerprint(line) for line in paragraphs(i.text)} for i in items],
+                    )
+        store.set_dedup_params(current, datetime.now(UTC))
+    if since is not None:
+        linker.prime(since - timedelta(seconds=settings.dedup.window), since)
+    else:
+        linker.prime(datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC))
+    found: Counter[str] = Counter()
+    done = 0
+    for start in range(0, len(ids), batch):
+        chunk = store.item_texts(ids[start : start + batch])
+        try:
+            with store.transaction():
+                for feed_id, item in chunk:
+                    found += linker.link_items(
+                        feeds[feed_id], [item], {item.item_id}, item.published, learn=False
+                    )
+        except BaseException:
+            linker.rollback()
+            raise
+        linker.commit()
+        done += len(chunk)
+        progress(done)
+    return found

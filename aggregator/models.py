@@ -159,6 +159,13 @@ class ParsedEntry:
     categories: tuple[str, ...]
     content_hash: str
 
+    @property
+    def body_text(self) -> str:
+        """The fuller of the entry's two texts: feeds put the article in either."""
+        if len(self.content_text) >= len(self.summary_text):
+            return self.content_text
+        return self.summary_text
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
@@ -169,6 +176,18 @@ class ParsedFeed:
     # Set when the feed was not well-formed but still yielded entries.
     warning: str | None = None
     ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemText:
+    """What linking needs of one stored item, whether it came from a poll or the store."""
+
+    item_id: int
+    title: str
+    text: str
+    canonical_url: str | None
+    published: datetime
+    first_seen: datetime
 
 
 class ChangeStatus(enum.Enum):
@@ -250,6 +269,23 @@ class StoredItem:
     revisions: int
     summary_text: str
     categories: tuple[str, ...]
+    story_id: int
+    parent_id: int | None
+    relation: str
+    similarity: float | None
+    containment: float | None
+    lag_seconds: int | None
+    method: str | None
+    # Items in this item's story, itself included (1 for a story of one).
+    story_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StorySummary:
+    original: StoredItem
+    size: int
+    publishers: tuple[str, ...]
+    last_published: datetime
 
 
 class Relation(enum.StrEnum):

@@ -845,7 +845,7 @@ def report(
     )
     print(
         f"poll: {poll.feeds} feeds in {poll.seconds:.3f}s "
-        f"(of which ~{poll.startup_seconds:.3f}s is starting the aggregator)"
+        f"(start-up alone, `aggregator --version`: {poll.startup_seconds:.3f}s)"
     )
     print(f"precision {m.precision:.4f}  recall {m.recall:.4f}  f1 {m.f1:.4f}")
     print(

@@ -28,6 +28,7 @@ from aggregator.models import (
     ParsedEntry,
     PollReport,
     StoredItem,
+    StorySummary,
 )
 from aggregator.store.links import LinkStore
 from aggregator.store.schema import MIGRATIONS
@@ -375,13 +376,21 @@ class Store(LinkStore):
 
     # -- reading items ----------------------------------------------------------
 
+    _ITEM_SELECT = (
+        "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
+        "(SELECT count(*) FROM items AS s WHERE s.story_id = items.story_id) AS story_size "
+        "FROM items JOIN feeds ON feeds.id = items.feed_id "
+    )
+
     def items(
         self,
         *,
         feeds: Sequence[str] | None = None,
         since: datetime | None = None,
         limit: int | None = 50,
+        originals_only: bool = False,
     ) -> list[StoredItem]:
+        """Items newest first; `originals_only` gives one row per story, its original."""
         clauses: list[str] = []
         params: list[Any] = []
         if feeds:
@@ -390,40 +399,96 @@ class Store(LinkStore):
         if since is not None:
             clauses.append("items.published >= ?")
             params.append(format_time(since))
+        if originals_only:
+            clauses.append("items.story_id = items.id")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         limit_sql = ""
         if limit is not None:
             limit_sql = "LIMIT ?"
             params.append(limit)
         rows = self._read(
-            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher "
-            f"FROM items JOIN feeds ON feeds.id = items.feed_id {where} "
-            f"ORDER BY items.published DESC, items.id DESC {limit_sql}",
+            f"{self._ITEM_SELECT} {where} ORDER BY items.published DESC, items.id DESC {limit_sql}",
             params,
         )
-        return [
-            StoredItem(
-                id=row["id"],
-                feed=row["feed_name"],
-                publisher=row["publisher"],
-                entry_key=row["entry_key"],
-                url=row["url"],
-                title=row["title"],
-                author=row["author"],
-                published=_required_time(row["published"]),
-                first_seen=_required_time(row["first_seen"]),
-                updated_at=_required_time(row["updated_at"]),
-                revisions=row["revisions"],
-                summary_text=row["summary_text"] or row["content_text"],
-                categories=tuple(json.loads(row["categories"])),
+        return [_stored_item(row) for row in rows]
+
+    def item(self, item_id: int) -> StoredItem | None:
+        rows = self._read(f"{self._ITEM_SELECT} WHERE items.id = ?", [item_id])
+        return _stored_item(rows[0]) if rows else None
+
+    def story(self, story_id: int) -> list[StoredItem]:
+        """Every item of a story, oldest first."""
+        rows = self._read(
+            f"{self._ITEM_SELECT} WHERE items.story_id = ? "
+            "ORDER BY items.published, items.first_seen, items.id",
+            [story_id],
+        )
+        return [_stored_item(row) for row in rows]
+
+    def stories(
+        self, *, since: datetime | None = None, min_copies: int = 1, limit: int | None = 50
+    ) -> list[StorySummary]:
+        """Stories newest first by their original, with at least `min_copies` copies."""
+        params: list[Any] = [format_time(since) if since else "", min_copies + 1]
+        limit_sql = ""
+        if limit is not None:
+            limit_sql = "LIMIT ?"
+            params.append(limit)
+        groups = self._read(
+            "SELECT o.id AS story_id, count(*) AS size, max(i.published) AS last_published, "
+            "json_group_array(DISTINCT f.publisher) AS publishers "
+            "FROM items AS o JOIN items AS i ON i.story_id = o.id "
+            "JOIN feeds AS f ON f.id = i.feed_id "
+            "WHERE o.story_id = o.id AND o.published >= ? "
+            "GROUP BY o.id HAVING count(*) >= ? "
+            f"ORDER BY o.published DESC, o.id DESC {limit_sql}",
+            params,
+        )
+        summaries = []
+        for group in groups:
+            original = self.item(group["story_id"])
+            if original is None:
+                continue
+            summaries.append(
+                StorySummary(
+                    original=original,
+                    size=group["size"],
+                    publishers=tuple(sorted(json.loads(group["publishers"]))),
+                    last_published=_required_time(group["last_published"]),
+                )
             )
-            for row in rows
-        ]
+        return summaries
 
     def count(self, table: str) -> int:
         if table not in ("feeds", "items", "fetches"):
             raise ValueError(table)
         return int(self._read(f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+
+def _stored_item(row: dict[str, Any]) -> StoredItem:
+    return StoredItem(
+        id=row["id"],
+        feed=row["feed_name"],
+        publisher=row["publisher"],
+        entry_key=row["entry_key"],
+        url=row["url"],
+        title=row["title"],
+        author=row["author"],
+        published=_required_time(row["published"]),
+        first_seen=_required_time(row["first_seen"]),
+        updated_at=_required_time(row["updated_at"]),
+        revisions=row["revisions"],
+        summary_text=row["summary_text"] or row["content_text"],
+        categories=tuple(json.loads(row["categories"])),
+        story_id=row["story_id"] if row["story_id"] is not None else row["id"],
+        parent_id=row["parent_id"],
+        relation=row["relation"] or "original",
+        similarity=row["similarity"],
+        containment=row["containment"],
+        lag_seconds=row["lag_seconds"],
+        method=row["method"],
+        story_size=row.get("story_size") or 1,
+    )
 
 
 def _entry_values(entry: ParsedEntry) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from aggregator.models import Link, Member, Relation
+from aggregator.models import ItemText, Link, Member, Relation
 from aggregator.store.times import format_time, parse_time
 
 
@@ -174,6 +174,30 @@ class LinkStore:
             "containment = NULL, lag_seconds = NULL, method = NULL WHERE published >= ?",
             (Relation.ORIGINAL.value, format_time(since) if since else ""),
         )
+
+    def item_texts(self, ids: Sequence[int]) -> list[tuple[int, ItemText]]:
+        """(feed id, linking input) of stored items, in the order of `ids`."""
+        found: dict[int, tuple[int, ItemText]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._conn.execute(
+                "SELECT id, feed_id, title, summary_text, content_text, canonical_url, "
+                f"published, first_seen FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for item_id, feed_id, title, summary, content, url, published, first_seen in rows:
+                found[item_id] = (
+                    feed_id,
+                    ItemText(
+                        item_id=item_id,
+                        title=title or "",
+                        text=content if len(content) >= len(summary) else summary,
+                        canonical_url=url,
+                        published=_time(published),
+                        first_seen=_time(first_seen),
+                    ),
+                )
+        return [found[i] for i in ids if i in found]
 
     def item_ids_by_published(self, since: datetime | None) -> list[int]:
         return [
