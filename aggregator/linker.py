@@ -34,11 +34,18 @@ from aggregator.syndication import (
     choose_parent,
     compare,
     credits_between,
+    earlier,
     is_copy,
     is_correction,
     relation,
 )
-from aggregator.text import credited_publishers, line_fingerprint, paragraphs, prepare_body
+from aggregator.text import (
+    credited_publishers,
+    line_fingerprint,
+    paragraphs,
+    prepare_body,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +261,13 @@ class Linker:
             correction = same_publisher and (
                 is_correction(member.title) or is_correction(other.title)
             )
+            same_title = tokens(member.title) == tokens(other.title)
             if other.id in same_url or is_copy(
-                comparison, shorter, self._settings, correction=correction
+                comparison,
+                shorter,
+                self._settings,
+                correction=correction,
+                same_title=same_title,
             ):
                 matches.append(Match(other, comparison))
         return matches
@@ -276,56 +288,74 @@ class Linker:
             return Relation.ORIGINAL.value
         hints = self._hints.get(feed.name, ())
         parent, method = choose_parent(member, matches, hints)
-        if parent is not None:
-            chosen = parent.member
-            kind = relation(member, chosen, parent.comparison, self._settings)
-            self._store.set_link(
-                Link(
-                    item_id=member.id,
-                    story_id=chosen.story_id or chosen.id,
-                    parent_id=chosen.id,
-                    relation=kind,
-                    similarity=parent.comparison.jaccard,
-                    containment=parent.comparison.containment,
-                    lag_seconds=_lag(member, chosen),
-                    method=method,
-                )
-            )
-            return kind.value
-        # Earlier than everything it matches: it is the story's original, and the
-        # old original now hangs under it.
-        best = max(matches, key=lambda m: (m.comparison.containment, m.comparison.jaccard))
-        old_story = best.member.story_id or best.member.id
-        root = self._store.story_root(old_story)
-        self._store.move_story(old_story, member.id)
-        self._store.set_link(_original(member.id, method))
-        if root is not None and root.id != member.id:
-            comparison = next(
-                (m.comparison for m in matches if m.member.id == root.id), None
-            ) or self._compare_stored(prepared, root, boilerplate)
-            credited = credits_between(root, member)
-            self._store.set_link(
-                Link(
-                    item_id=root.id,
-                    story_id=member.id,
-                    parent_id=member.id,
-                    relation=relation(root, member, comparison, self._settings),
-                    similarity=comparison.jaccard,
-                    containment=comparison.containment,
-                    lag_seconds=_lag(root, member),
-                    method="attribution" if credited else method,
-                )
-            )
-        return Relation.ORIGINAL.value
+        # The new item may bridge several stories (a full text matching a summary
+        # and a trimmed copy that did not match each other): they become one story
+        # whose original is the earliest of their originals and the new item.
+        roots: dict[int, Member] = {}
+        for match in matches:
+            story_id = match.member.story_id or match.member.id
+            if story_id not in roots:
+                root = self._store.story_root(story_id)
+                roots[story_id] = root if root is not None else match.member
+        earliest = min(roots.values(), key=lambda r: (r.published, r.first_seen, r.id))
+        new_is_root = parent is None and all(
+            earlier(member, root) or credits_between(root, member) for root in roots.values()
+        )
+        story = member.id if new_is_root else earliest.id
+        for story_id in roots:
+            if story_id != story:
+                self._store.move_story(story_id, story)
 
-    def _compare_stored(
+        known = {m.member.id: m.comparison for m in matches}
+        if new_is_root:
+            self._store.set_link(_original(member.id, method))
+            kind = Relation.ORIGINAL
+        else:
+            if parent is None:
+                # Earlier than all it matched, but its story began before it.
+                parent = Match(earliest, self._compare(prepared, earliest, boilerplate))
+                method = "published"
+            kind = relation(member, parent.member, parent.comparison, self._settings)
+            self._store.set_link(
+                _child(member, parent.member, story, kind, parent.comparison, method)
+            )
+
+        for root in roots.values():
+            if root.id in (story, member.id):
+                continue
+            # A former original now hangs under the new item when that came first,
+            # else under the merged story's original.
+            if new_is_root or earlier(member, root) or credits_between(root, member):
+                above, comparison = (
+                    member,
+                    known.get(root.id) or self._compare(prepared, root, boilerplate),
+                )
+            else:
+                above = earliest
+                comparison = self._compare(self._stored(root, boilerplate), earliest, boilerplate)
+            how = "attribution" if credits_between(root, above) else "merge"
+            if above is member and not credits_between(root, above):
+                how = method if new_is_root else "published"
+            self._store.set_link(
+                _child(
+                    root,
+                    above,
+                    story,
+                    relation(root, above, comparison, self._settings),
+                    comparison,
+                    how,
+                )
+            )
+        return kind.value
+
+    def _stored(self, member: Member, boilerplate: _Boilerplate) -> PreparedText:
+        stored = self._store.members([member.id]).get(member.id)
+        return self._prepare(stored[1] if stored else "", boilerplate(member.feed_id))
+
+    def _compare(
         self, prepared: PreparedText, other: Member, boilerplate: _Boilerplate
     ) -> Comparison:
-        stored = self._store.members([other.id]).get(other.id)
-        text = stored[1] if stored else ""
-        return compare(
-            prepared, self._prepare(text, boilerplate(other.feed_id)), self._settings.shingle_size
-        )
+        return compare(prepared, self._stored(other, boilerplate), self._settings.shingle_size)
 
 
 class _Boilerplate:
@@ -345,6 +375,26 @@ class _Boilerplate:
 
 def _original(item_id: int, method: str | None = None) -> Link:
     return Link(item_id, item_id, None, Relation.ORIGINAL, None, None, None, method)
+
+
+def _child(
+    child: Member,
+    parent: Member,
+    story: int,
+    kind: Relation,
+    comparison: Comparison,
+    method: str,
+) -> Link:
+    return Link(
+        item_id=child.id,
+        story_id=story,
+        parent_id=parent.id,
+        relation=kind,
+        similarity=comparison.jaccard,
+        containment=comparison.containment,
+        lag_seconds=_lag(child, parent),
+        method=method,
+    )
 
 
 def _lag(child: Member, parent: Member) -> int:

@@ -66,6 +66,7 @@ def is_copy(
     settings: DedupSettings,
     *,
     correction: bool = False,
+    same_title: bool = False,
 ) -> bool:
     """The verdict: enough of the shorter text is in the longer one, with the same figures.
 
@@ -74,9 +75,11 @@ def is_copy(
     (a summary or a truncated copy), otherwise it is a quote or a shared
     paragraph. Different figures in otherwise matching texts are a templated
     report (next quarter's results), not a copy; a correction may change one.
+    A text too short to judge by overlap ("Qtly div 20 cts vs 20 cts prior")
+    is a copy only when it is identical and carries the same headline.
     """
     if shorter_shingles < settings.min_shingles:
-        return False
+        return same_title and shorter_shingles > 0 and comparison.jaccard == 1.0
     if comparison.containment < settings.min_containment:
         return False
     if comparison.jaccard < settings.min_jaccard and not comparison.aligned:
