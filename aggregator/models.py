@@ -33,10 +33,11 @@ class DedupSettings:
     lead_words: int = 60
     body_lsh_threshold: float = 0.3
     lead_lsh_threshold: float = 0.4
-    min_containment: float = 0.6
+    min_containment: float = 0.7
     min_jaccard: float = 0.3
     min_shingles: int = 15
-    max_figure_mismatch: float = 0.2
+    figure_tolerance: float = 0.15
+    max_name_mismatch: float = 0.34
     duplicate_jaccard: float = 0.9
     boilerplate_min_items: int = 3
     boilerplate_min_share: float = 0.2
@@ -305,7 +306,11 @@ class PreparedText:
     words: tuple[str, ...]
     shingles: frozenset[str]
     lead_shingles: tuple[str, ...]
+    # What a templated report changes from one issue to the next.
     figures: frozenset[str]
+    names: frozenset[str]
+    # Names in the opening sentence: who the story is about.
+    subject: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +318,13 @@ class Comparison:
     jaccard: float
     containment: float
     shared: int
-    # Share of the shorter text's figures that the longer one lacks.
-    figure_mismatch: float
+    # Figures of the shorter text missing from the longer one, and how many it has.
+    figures_missing: int
+    figures: int
+    # Share of the shorter text's proper names that the longer one lacks.
+    name_mismatch: float
+    # Names from the shorter text's opening sentence that the longer one lacks.
+    subject_missing: int
     # The shorter text's shared part starts near the top of the longer one.
     aligned: bool
 

@@ -30,13 +30,15 @@ def compare(a: PreparedText, b: PreparedText, shingle_size: int) -> Comparison:
     union = len(a.shingles) + len(b.shingles) - shared
     shorter, longer = (a, b) if len(a.shingles) <= len(b.shingles) else (b, a)
     containment = shared / len(shorter.shingles) if shorter.shingles else 0.0
-    missing = shorter.figures - longer.figures
-    mismatch = len(missing) / len(shorter.figures) if shorter.figures else 0.0
+    missing_names = shorter.names - longer.names
     return Comparison(
         jaccard=shared / union if union else 0.0,
         containment=containment,
         shared=shared,
-        figure_mismatch=mismatch,
+        figures_missing=len(shorter.figures - longer.figures),
+        figures=len(shorter.figures),
+        name_mismatch=len(missing_names) / len(shorter.names) if shorter.names else 0.0,
+        subject_missing=len(shorter.subject - longer.names),
         aligned=_aligned(shorter, longer, shared_set, shingle_size),
     )
 
@@ -68,13 +70,14 @@ def is_copy(
     correction: bool = False,
     same_title: bool = False,
 ) -> bool:
-    """The verdict: enough of the shorter text is in the longer one, with the same figures.
+    """The verdict: enough of the shorter text is in the longer one, with the same key terms.
 
     High containment alone is not enough when the overlap is a small part of
     both texts: then the shorter text's opening must also open the longer one
     (a summary or a truncated copy), otherwise it is a quote or a shared
-    paragraph. Different figures in otherwise matching texts are a templated
-    report (next quarter's results), not a copy; a correction may change one.
+    paragraph. Different figures or names in otherwise matching texts are a
+    templated report (next quarter's results, another company's filing), not a
+    copy; a correction may change one.
     A text too short to judge by overlap ("Qtly div 20 cts vs 20 cts prior")
     is a copy only when it is identical and carries the same headline.
     """
@@ -84,9 +87,13 @@ def is_copy(
         return False
     if comparison.jaccard < settings.min_jaccard and not comparison.aligned:
         return False
-    if comparison.figure_mismatch > settings.max_figure_mismatch:
-        return correction and comparison.figure_mismatch <= 0.5
-    return True
+    allowed = int(settings.figure_tolerance * comparison.figures) + (1 if correction else 0)
+    if comparison.figures_missing > allowed:
+        return False
+    if comparison.subject_missing and not correction:
+        # Same template, another company: the opening names someone the other lacks.
+        return False
+    return comparison.name_mismatch <= settings.max_name_mismatch
 
 
 @dataclass(frozen=True, slots=True)

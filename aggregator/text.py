@@ -337,6 +337,10 @@ def prepare_body(
     words = [word for chunk in line_words for word in chunk]
     prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
     lead = (prose or words)[:lead_words]
+    first_prose = next(
+        (line for line, chunk in zip(lines, line_words, strict=True) if len(chunk) >= 8), ""
+    )
+    opening = _SENTENCE_END.split(_DATELINE.sub("", first_prose), maxsplit=1)[0]
     return PreparedText(
         lines=tuple(lines),
         line_keys=tuple(keys),
@@ -344,7 +348,99 @@ def prepare_body(
         shingles=frozenset(shingles(words, shingle_size)),
         lead_shingles=tuple(shingles(lead, shingle_size)),
         figures=frozenset(word for word in words if is_figure(word)),
+        names=proper_names(lines),
+        subject=proper_names([opening]),
     )
+
+
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\"\u201c(]\s+|^\W+)(\w+)")
+_CAPITALISED = re.compile(r"\b[A-Z][\w&'\u2019-]*")
+
+
+# Capitalised only because they open a sentence.
+_OPENERS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "after",
+        "but",
+        "by",
+        "for",
+        "from",
+        "he",
+        "her",
+        "his",
+        "however",
+        "if",
+        "in",
+        "it",
+        "its",
+        "meanwhile",
+        "on",
+        "one",
+        "she",
+        "so",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "we",
+        "when",
+        "while",
+        "with",
+        "yet",
+        "analysts",
+        "shares",
+        "traders",
+        "investors",
+        "dealers",
+        "officials",
+        "prices",
+    ]
+)
+
+
+# House styles add or drop honorifics ("Mr Xi") and currency prefixes ("US$");
+# dates are the figures check's business.
+_NOT_NAMES = frozenset(
+    "mr mrs ms miss dr prof sir dame mx monday tuesday wednesday thursday friday saturday "
+    "sunday january february march april may june july august september october november "
+    "december jan feb mar apr jun jul aug sep sept oct nov dec us usd hk nz".split()
+)
+# "SINGAPORE, Nov 6 (Harbour Post) -" or "LONDON (Reuters) -": added by whoever carries it.
+_DATELINE = re.compile(
+    r"^\s*[A-Z][A-Z .'/-]{1,40}(?:,\s*[A-Za-z]{3,9}\.?\s+\d{1,2})?\s*(?:\([^)]{1,40}\))?"
+    r"\s*[-\u2013\u2014]+\s*"
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"\u201c])")
+
+
+def proper_names(lines: Iterable[str]) -> frozenset[str]:
+    """Capitalised words, case-folded: company, person and place names.
+
+    A sentence's first word counts unless it is a common opener ("The", "But").
+    Lines in capitals (headline style) are skipped: there every word is one.
+    """
+    names: set[str] = set()
+    for line in lines:
+        letters = [ch for ch in line if ch.isalpha()]
+        if letters and sum(ch.isupper() for ch in letters) > 0.6 * len(letters):
+            continue
+        openers = {m.start(1) for m in _SENTENCE_START.finditer(line)}
+        for match in _CAPITALISED.finditer(line):
+            words = tokens(match.group())
+            if match.start() in openers and words and words[0] in _OPENERS:
+                continue
+            names.update(word for word in words if word not in _NOT_NAMES)
+    return frozenset(names)
 
 
 _CREDIT_PREFIX = (

@@ -1,0 +1,719 @@
+"""aggregator.syndication and aggregator.dedup: copy verdicts, parents, candidate lookup.
+
+Every text here is written for these tests; names, firms and figures are fictional.
+Bodies go through the real `prepare_body` with no learned boilerplate and the
+default `DedupSettings`, so the thresholds under test are the shipped ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.dedup import CandidateIndex, Signature, Signer, estimated_jaccard
+from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
+from aggregator.syndication import (
+    Match,
+    choose_parent,
+    compare,
+    credits_between,
+    earlier,
+    is_copy,
+    is_correction,
+    relation,
+)
+from aggregator.text import prepare_body
+
+SETTINGS = DedupSettings()
+SIZE = SETTINGS.shingle_size
+
+
+def prep(text: str) -> PreparedText:
+    return prepare_body(text, frozenset(), shingle_size=SIZE, lead_words=SETTINGS.lead_words)
+
+
+def body(*paragraphs: str) -> str:
+    return "\n".join(paragraphs)
+
+
+# --- the original article and its derivatives ------------------------------------------------
+
+P1 = (
+    "Tessaly Freight Holdings raised its full-year profit forecast on Tuesday after a surge "
+    "in cross-border parcel volumes lifted second-quarter revenue by 14% to $2.31 billion, "
+    "comfortably ahead of the average analyst estimate compiled by the company."
+)
+P2 = (
+    "The Rotterdam-based logistics group now expects adjusted operating profit of between "
+    "$410 million and $440 million for the year, up from a previous range of $365 million "
+    "to $395 million. Its shares climbed 6.2% in early trading, their biggest one-day gain "
+    "since the spring."
+)
+P3 = (
+    "Chief executive Marisol Okafor-Lind said the company had benefited from retailers "
+    "moving inventory closer to their customers ahead of the holiday season, and from a new "
+    "contract with a large European online marketplace that began in April."
+)
+P4 = (
+    '"We are seeing demand hold up better than we planned for, particularly in the lanes '
+    "between the Netherlands, Germany and Poland,\" Okafor-Lind told analysts on a conference "
+    'call. "Our network was built for exactly this kind of volume."'
+)
+P5 = (
+    "Margins improved as well. The adjusted operating margin widened to 11.8% from 10.1% a "
+    "year earlier, helped by cheaper diesel and by the closure of two loss-making depots in "
+    "northern France during the first quarter."
+)
+P6 = (
+    "Not every division kept pace. Revenue at the air freight unit fell 3% as shipping rates "
+    "between Asia and Europe continued to soften, and management said it would review the "
+    "unit's fleet of leased cargo aircraft before the end of the year, with a decision on "
+    "returning some of the planes expected in the autumn."
+)
+P7 = (
+    "Analysts at Fenwick Row Securities said the upgrade looked conservative given the "
+    "strength of bookings in July. They raised their price target on the stock to 48 euros "
+    "from 43 euros and kept their buy rating."
+)
+P8 = "Tessaly will publish its third-quarter results on October 29, and the board will meet in September to discuss the interim dividend."  # noqa: E501
+
+ORIGINAL = body(P1, P2, P3, P4, P5, P6, P7, P8)
+
+# A feed that only carries the opening of the story.
+SUMMARY = body(P1, P2)
+
+# A syndicator's page: credit and stamp lines above, related links and a disclaimer below.
+CHROME = body(
+    "Source: Harbor Ledger",
+    "Updated 2 hours ago",
+    "TSF.AS +6.2%",
+    ORIGINAL,
+    "Related Articles",
+    "Quillon Bank names new finance chief after surprise exit",
+    "Author Dana Whitcombe",
+    "Copper slides as warehouse stocks build in Shanghai",
+    "Author Rafe Lindqvist",
+    "Three dividend stocks that held up through the summer slump",
+    "Author Priya Marchetti",
+    "Why bond traders are watching the Veloria auction this week",
+    "Author Tomasz Ekwueme",
+    "The information on this page is provided for general purposes only and does not "
+    "constitute investment advice. Past performance is not a reliable indicator of future "
+    "results, and the value of investments can fall as well as rise.",
+)
+
+# The same article lightly re-edited by a licensee: a new headline and dateline, house
+# style for currency and percentages, and one sentence cut from the second paragraph.
+def light_edit(headline: str) -> str:
+    return body(
+    headline,
+    "ROTTERDAM, July 23 - " + P1.replace("14%", "14 per cent").replace("$", "US$"),
+    "The Rotterdam-based logistics group now expects adjusted operating profit of between "
+    "US$410 million and US$440 million for the year, up from a previous range of US$365 "
+    "million to US$395 million.",
+    P3,
+    P4,
+    P5.replace("11.8%", "11.8 per cent").replace("10.1%", "10.1 per cent"),
+    P6.replace("3%", "3 per cent"),
+    P7,
+    P8,
+)
+
+
+LIGHT_EDIT = light_edit("Tessaly Freight lifts outlook as cross-border parcel boom continues")
+# The same edit under a headline that opens with a common word.
+LIGHT_EDIT_PARCEL = light_edit("Parcel boom lets Tessaly Freight lift its outlook for the year")
+
+# A wire version: two background paragraphs added and two paragraphs swapped.
+WIRE_EXTRA_1 = (
+    "Tessaly was spun off from a Dutch conglomerate eleven years ago and has since expanded "
+    "into eastern Europe through a string of small acquisitions, most of them regional "
+    "trucking firms with fewer than two hundred vehicles."
+)
+WIRE_EXTRA_2 = (
+    "The wider European freight sector has had a mixed year, with several rivals warning "
+    "that weaker industrial output would weigh on pallet and container volumes into the "
+    "winter months."
+)
+WIRE = body(P1, P2, P4, P3, WIRE_EXTRA_1, P5, P6, WIRE_EXTRA_2, P7, P8)
+
+# A licensee's copy of LIGHT_EDIT (not of ORIGINAL): it carries LIGHT_EDIT's changes.
+RECOPY = body("Source: Meridian Post", "Updated 40 minutes ago", LIGHT_EDIT)
+
+# The same facts told in other words.
+PARAPHRASE = body(
+    "Shares in Tessaly Freight Holdings jumped on Tuesday when the Dutch parcel carrier "
+    "told investors it would earn more this year than it had previously thought.",
+    "Second-quarter sales came in at $2.31 billion, a rise of 14%, as online retailers "
+    "shipped more goods across European borders. Management lifted its guidance for "
+    "adjusted operating profit to a range of $410 million to $440 million.",
+    "Marisol Okafor-Lind, who runs the company, credited a marketplace contract signed in "
+    "the spring and a push by shops to keep stock nearer to shoppers before Christmas. "
+    "She said routes linking Dutch, German and Polish cities were especially busy.",
+    "Profitability also got better, with the margin on an adjusted basis reaching 11.8%. "
+    "Fuel was cheaper and two French depots that had been losing money were shut earlier "
+    "in the year.",
+    "The picture was weaker in air cargo, where sales slipped 3% because rates on routes "
+    "from Asia kept falling. The firm is looking again at the aircraft it leases. Brokers "
+    "at Fenwick Row Securities now see the stock reaching 48 euros.",
+)
+
+
+# --- templated reports ------------------------------------------------------------------------
+
+
+def earnings_release(company: str, quarter: str, figures: tuple[str, ...]) -> str:
+    income, eps, prior, prior_eps, growth, revenue, cash, call_day = figures
+    return body(
+        f"{company} reported {quarter} net income of ${income} million, or {eps} cents per "
+        f"share, compared with ${prior} million, or {prior_eps} cents per share, in the same "
+        f"period a year earlier. Revenue rose {growth}% to ${revenue} million.",
+        f"The company ended the quarter with cash and equivalents of ${cash} million and no "
+        "borrowings drawn under its revolving credit facility.",
+        "Management will discuss the results on a conference call with analysts and "
+        f"investors on {call_day} at 8:30 a.m. Eastern time. A replay of the call will be "
+        "available on the investor relations section of the company's website for thirty "
+        "days after the event.",
+        "This release contains forward-looking statements that are subject to risks and "
+        "uncertainties, including changes in customer demand, the cost and availability of "
+        "raw materials, competition, and general economic conditions. Actual results may "
+        "differ materially from those expressed or implied in such statements, and the "
+        "company undertakes no obligation to update them except as required by law.",
+    )
+
+
+EARNINGS_A = earnings_release(
+    "Brackenridge Tools Inc",
+    "second-quarter",
+    ("41.6", "52", "37.9", "47", "8.4", "612.3", "188.5", "August 6"),
+)
+EARNINGS_B = earnings_release(
+    "Oskarsson Medical Devices",
+    "third-quarter",
+    ("17.2", "23", "20.4", "28", "2.9", "240.7", "96.1", "November 4"),
+)
+
+
+def repo_report(day: str, amount: str, rate: str, total: str, bids: str) -> str:
+    return body(
+        f"The central bank added {amount} billion through overnight repurchase agreements at "
+        f"{rate} pct on {day}, the Monetary Authority of Veloria said in its daily market "
+        "operations statement.",
+        f"Eligible counterparties submitted {bids} bids in the operation, which was settled "
+        "the same day against government securities and agency debt held in custody at the "
+        "authority. Total outstanding liquidity provided through open market operations stood "
+        f"at {total} billion at the close of business.",
+        "The authority conducts these operations to keep the overnight interbank rate close to "
+        "its policy target and to smooth temporary swings in banking system reserves caused by "
+        "tax payments, government spending and currency movements.",
+        "The next scheduled operation will be announced before the market opens on the "
+        "following business day. Details of the accepted collateral and the allotment "
+        "procedure are published in the operations section of the authority's website.",
+    )
+
+
+REPO_MONDAY = repo_report("Monday", "4.5", "3.85", "61.2", "eleven")
+REPO_TUESDAY = repo_report("Tuesday", "6.25", "3.90", "63.7", "eleven")
+
+
+def fund_flows(equity_in: str) -> str:
+    return body(
+        "Investors put money into equity funds for a third straight week, according to "
+        "weekly figures from the fictional Lanthorn Fund Monitor published on Friday.",
+        f"Equity funds drew net inflows of {equity_in} billion in the week, while bond funds "
+        "took in 3.1 billion and money market funds saw outflows of 12.8 billion as "
+        "companies drew on cash to meet quarterly tax payments.",
+        "Within equities, funds focused on emerging markets attracted 1.7 billion, the most "
+        "since the start of the year, and technology sector funds added 0.9 billion. Funds "
+        "investing in European shares lost 2.2 billion, their sixth weekly outflow in a row.",
+        "Inflation-protected bond funds gained 0.4 billion, and high-yield bond funds took in "
+        "1.3 billion after three weeks of redemptions. Gold funds recorded outflows of 0.6 "
+        "billion as bullion prices eased from a record.",
+        "The data covered 41 fund groups with combined assets under management of roughly "
+        "nine trillion, and the monitor said weekly figures are often revised as late reports "
+        "arrive from smaller managers.",
+    )
+
+
+FLOWS = fund_flows("8.6")
+FLOWS_CORRECTED = fund_flows("6.8")
+
+
+# --- same event, independent stories ----------------------------------------------------------
+
+SHARED_QUOTE = (
+    '"Inflation is coming down, but it is not coming down fast enough for us to declare '
+    "victory, and we would rather be late than wrong when we start to ease policy,\" "
+    "Governor Ilse Marangoni said."
+)
+STORY_ONE = body(
+    "The Monetary Authority of Veloria left its benchmark rate unchanged at 4.25 pct on "
+    "Thursday, resisting pressure from exporters who have complained about the strength of "
+    "the currency over the past six months.",
+    "All seven members of the policy board voted to hold. Most economists surveyed before "
+    "the decision had expected no change, although a handful had pencilled in a cut.",
+    SHARED_QUOTE,
+    "The currency edged higher after the announcement, and two-year government bond yields "
+    "rose by about five basis points as traders pushed back their expectations for the first "
+    "reduction to the spring.",
+)
+STORY_TWO = body(
+    "Exporters in Veloria will have to wait longer for relief. The central bank kept "
+    "borrowing costs on hold this week and gave no sign that a reduction was close, a blow "
+    "to manufacturers who say the strong currency is costing them orders abroad.",
+    "The chamber of commerce said in a statement that factories in the northern provinces "
+    "had cut shifts and postponed hiring, and called for a clearer timetable from policy "
+    "makers.",
+    SHARED_QUOTE,
+    "Some economists think the bank is being too cautious. Consumer prices rose at an annual "
+    "pace of 3.1 pct last month, down from a peak of almost 9 pct two years ago, and wage "
+    "growth has slowed in most sectors.",
+)
+
+
+# --- short items ---------------------------------------------------------------------------
+
+SHORT_HALT = "Trading in Pellam Mining shares was halted pending an announcement."
+SHORT_HOLIDAY = "Veloria stock exchange closed on Friday for a public holiday."
+
+
+# === compare() ===============================================================================
+
+
+def test_compare_identical_texts() -> None:
+    comparison = compare(prep(ORIGINAL), prep(ORIGINAL), SIZE)
+    assert comparison.jaccard == 1.0
+    assert comparison.containment == 1.0
+    assert comparison.figure_mismatch == 0.0
+    assert comparison.aligned is True
+    assert comparison.shared == len(prep(ORIGINAL).shingles)
+
+
+def test_compare_summary_is_contained_and_aligned() -> None:
+    comparison = compare(prep(SUMMARY), prep(ORIGINAL), SIZE)
+    assert comparison.containment == pytest.approx(1.0)
+    assert comparison.jaccard < SETTINGS.min_jaccard
+    assert comparison.aligned is True
+    assert comparison.figure_mismatch == 0.0
+
+
+def test_compare_chrome_wrapped_copy_contains_the_article() -> None:
+    comparison = compare(prep(CHROME), prep(ORIGINAL), SIZE)
+    assert comparison.containment >= 0.9
+    assert comparison.aligned is True
+    assert comparison.jaccard < 1.0
+
+
+def test_compare_quoted_middle_paragraph_is_not_aligned() -> None:
+    comparison = compare(prep(P6), prep(ORIGINAL), SIZE)
+    assert comparison.containment == pytest.approx(1.0)
+    assert comparison.aligned is False
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [(SUMMARY, ORIGINAL), (CHROME, ORIGINAL), (WIRE, LIGHT_EDIT), (STORY_ONE, STORY_TWO)],
+    ids=["summary", "chrome", "wire-edit", "stories"],
+)
+def test_compare_is_symmetric(left: str, right: str) -> None:
+    assert compare(prep(left), prep(right), SIZE) == compare(prep(right), prep(left), SIZE)
+
+
+def test_compare_empty_texts() -> None:
+    empty = prep("")
+    assert compare(empty, empty, SIZE) == Comparison(0.0, 0.0, 0, 0.0, False)
+    assert compare(empty, prep(ORIGINAL), SIZE).containment == 0.0
+
+
+def test_compare_counts_the_shorter_texts_figures_missing_from_the_longer() -> None:
+    comparison = compare(prep(fund_flows("6.8")), prep(FLOWS), SIZE)
+    assert comparison.figures == len(prep(FLOWS).figures) == 10
+    assert comparison.figures_missing == 1
+    assert compare(prep(SUMMARY), prep(ORIGINAL), SIZE).figures_missing == 0
+
+
+# === is_copy() ===============================================================================
+
+
+def verdict(a: str, b: str, *, correction: bool = False) -> bool:
+    left, right = prep(a), prep(b)
+    shorter = min(len(left.shingles), len(right.shingles))
+    return is_copy(compare(left, right, SIZE), shorter, SETTINGS, correction=correction)
+
+
+COPY_CASES = [
+    ("verbatim", ORIGINAL, ORIGINAL, True),
+    ("summary-vs-full", SUMMARY, ORIGINAL, True),
+    ("chrome-wrapped", CHROME, ORIGINAL, True),
+    ("light-edit", LIGHT_EDIT, ORIGINAL, True),
+    ("wire-inserts-and-swaps", WIRE, ORIGINAL, True),
+    ("recopy-of-edit", RECOPY, ORIGINAL, True),
+    ("quoted-paragraph", P6, ORIGINAL, False),
+    ("templated-earnings", EARNINGS_A, EARNINGS_B, False),
+    ("daily-operations-report", REPO_MONDAY, REPO_TUESDAY, False),
+    ("same-event-shared-quote", STORY_ONE, STORY_TWO, False),
+    ("paraphrase", PARAPHRASE, ORIGINAL, False),
+    ("short-unrelated", SHORT_HALT, SHORT_HOLIDAY, False),
+    ("short-identical", SHORT_HALT, SHORT_HALT, False),
+    ("unrelated", ORIGINAL, STORY_ONE, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"), [case[1:] for case in COPY_CASES], ids=[c[0] for c in COPY_CASES]
+)
+def test_is_copy(a: str, b: str, expected: bool) -> None:
+    assert verdict(a, b) is expected
+    assert verdict(b, a) is expected
+
+
+def test_templated_reports_fail_on_figures_not_words() -> None:
+    """The operations report shares its wording; only the figures tell the days apart."""
+    comparison = compare(prep(REPO_MONDAY), prep(REPO_TUESDAY), SIZE)
+    assert comparison.containment >= SETTINGS.min_containment
+    assert comparison.jaccard >= SETTINGS.min_jaccard
+    assert comparison.figure_mismatch > SETTINGS.max_figure_mismatch
+    # Not even a correction changes this many figures.
+    assert verdict(REPO_MONDAY, REPO_TUESDAY, correction=True) is False
+
+
+def test_correction_with_one_changed_figure_is_a_copy() -> None:
+    assert is_correction("CORRECTED: Equity funds draw inflows for third week")
+    assert verdict(FLOWS_CORRECTED, FLOWS, correction=True) is True
+
+
+@pytest.mark.parametrize(
+    ("mismatch", "correction", "expected"),
+    [
+        (0.0, False, True),
+        (0.2, False, True),
+        (0.21, False, False),
+        (0.21, True, True),
+        (0.5, True, True),
+        (0.51, True, False),
+        (1.0, True, False),
+    ],
+)
+def test_is_copy_figure_rule(mismatch: float, correction: bool, expected: bool) -> None:
+    comparison = Comparison(
+        jaccard=0.8, containment=0.9, shared=80, figure_mismatch=mismatch, aligned=True
+    )
+    assert is_copy(comparison, 100, SETTINGS, correction=correction) is expected
+
+
+@pytest.mark.parametrize(
+    ("jaccard", "containment", "aligned", "shorter", "expected"),
+    [
+        (0.9, 0.95, True, SETTINGS.min_shingles, True),
+        (0.9, 0.95, True, SETTINGS.min_shingles - 1, False),  # too short to judge
+        (0.5, SETTINGS.min_containment, False, 50, True),
+        (0.5, SETTINGS.min_containment - 0.01, True, 50, False),
+        (SETTINGS.min_jaccard, 0.9, False, 50, True),
+        (SETTINGS.min_jaccard - 0.01, 0.9, False, 50, False),  # a quote
+        (SETTINGS.min_jaccard - 0.01, 0.9, True, 50, True),  # a summary
+    ],
+)
+def test_is_copy_thresholds(
+    jaccard: float, containment: float, aligned: bool, shorter: int, expected: bool
+) -> None:
+    comparison = Comparison(jaccard, containment, 40, 0.0, aligned)
+    assert is_copy(comparison, shorter, SETTINGS) is expected
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("CORRECTED: Equity funds draw inflows", True),
+        ("Correction: Tessaly raises outlook", True),
+        ("REFILE-Tessaly raises outlook", True),
+        ("UPDATE 2-Tessaly raises outlook", True),
+        ("Updated: Tessaly raises outlook", True),
+        ("Tessaly raises outlook", False),
+        ("Tessaly issues correction to outlook", False),
+        ("Updates to the Veloria auction calendar", False),
+        ("", False),
+    ],
+)
+def test_is_correction(title: str, expected: bool) -> None:
+    assert is_correction(title) is expected
+
+
+# === relation() ==============================================================================
+
+T0 = datetime(2026, 7, 23, 8, 0, tzinfo=UTC)
+
+
+def member(
+    id: int,
+    publisher: str,
+    minutes: float = 0.0,
+    credits: frozenset[str] = frozenset(),
+    *,
+    seen_minutes: float | None = None,
+) -> Member:
+    published = T0 + timedelta(minutes=minutes)
+    seen = published if seen_minutes is None else T0 + timedelta(minutes=seen_minutes)
+    return Member(
+        id=id,
+        feed_id=id * 10,
+        publisher=publisher,
+        published=published,
+        first_seen=seen,
+        title=f"item {id}",
+        credits=credits,
+    )
+
+
+def similarity(jaccard: float, containment: float = 0.95) -> Comparison:
+    return Comparison(jaccard, containment, 100, 0.0, True)
+
+
+@pytest.mark.parametrize(
+    ("child_publisher", "jaccard", "expected"),
+    [
+        ("Harbor Ledger", 0.95, Relation.SYNDICATED),
+        ("Harbor Ledger", 0.4, Relation.SYNDICATED),
+        ("Tessaly Wire", SETTINGS.duplicate_jaccard, Relation.DUPLICATE),
+        ("TESSALY WIRE", 1.0, Relation.DUPLICATE),
+        ("Tessaly Wire", SETTINGS.duplicate_jaccard - 0.01, Relation.VERSION),
+        ("tessaly wire", 0.35, Relation.VERSION),
+    ],
+)
+def test_relation(child_publisher: str, jaccard: float, expected: Relation) -> None:
+    child = member(2, child_publisher, 30)
+    parent = member(1, "Tessaly Wire")
+    assert relation(child, parent, similarity(jaccard), SETTINGS) is expected
+
+
+# === credits_between() / earlier() ===========================================================
+
+
+@pytest.mark.parametrize(
+    ("child_credits", "child_publisher", "hints", "expected"),
+    [
+        (frozenset({"Tessaly Wire"}), "Harbor Ledger", (), True),
+        (frozenset({"tessaly wire"}), "Harbor Ledger", (), True),
+        (frozenset(), "Harbor Ledger", ("TESSALY WIRE",), True),
+        (frozenset({"Meridian Post"}), "Harbor Ledger", (), False),
+        (frozenset(), "Harbor Ledger", (), False),
+        # crediting yourself is not attribution
+        (frozenset({"Tessaly Wire"}), "Tessaly Wire", (), False),
+    ],
+)
+def test_credits_between(
+    child_credits: frozenset[str], child_publisher: str, hints: tuple[str, ...], expected: bool
+) -> None:
+    child = member(2, child_publisher, credits=child_credits)
+    assert credits_between(child, member(1, "Tessaly Wire"), hints) is expected
+
+
+def test_earlier_is_a_total_order() -> None:
+    a = member(1, "A", 0)
+    b = member(2, "B", 0)  # same time, higher id
+    c = member(3, "C", 0, seen_minutes=-5)  # same time, seen first
+    d = member(4, "D", -1)
+    assert sorted([a, b, c, d], key=lambda m: (m.published, m.first_seen, m.id)) == [d, c, a, b]
+    assert earlier(d, c) and earlier(c, a) and earlier(a, b)
+    assert not earlier(a, a)
+    assert not earlier(b, a)
+
+
+# === choose_parent() =========================================================================
+
+
+def test_credit_wins_even_over_an_earlier_closer_match() -> None:
+    new = member(9, "Harbor Ledger", 60, credits=frozenset({"Tessaly Wire"}))
+    credited_later = Match(member(2, "Tessaly Wire", 90), similarity(0.5))
+    closer_earlier = Match(member(1, "Meridian Post", 0), similarity(0.99))
+    parent, method = choose_parent(new, [closer_earlier, credited_later])
+    assert parent is credited_later
+    assert method == "attribution"
+
+
+def test_feed_hint_counts_as_credit() -> None:
+    new = member(9, "Harbor Ledger", 60)
+    hinted = Match(member(2, "Tessaly Wire", 90), similarity(0.5))
+    other = Match(member(1, "Meridian Post", 0), similarity(0.99))
+    assert choose_parent(new, [other, hinted], hints=("Tessaly Wire",)) == (hinted, "attribution")
+
+
+def test_without_credit_the_most_similar_earlier_match_wins() -> None:
+    new = member(9, "Harbor Ledger", 60)
+    older_weak = Match(member(1, "Tessaly Wire", 0), similarity(0.5))
+    older_strong = Match(member(2, "Meridian Post", 30), similarity(0.8))
+    later_strongest = Match(member(3, "Quay Street Journal", 120), similarity(0.99))
+    parent, method = choose_parent(new, [older_weak, later_strongest, older_strong])
+    assert parent is older_strong
+    assert method == "published"
+
+
+def test_same_publish_time_is_decided_by_first_seen() -> None:
+    new = member(9, "Harbor Ledger", 0, seen_minutes=10)
+    match = Match(member(1, "Tessaly Wire", 0, seen_minutes=0), similarity(0.9))
+    assert choose_parent(new, [match]) == (match, "first_seen")
+
+
+def test_syndication_of_syndication_picks_the_copy_it_came_from() -> None:
+    """RECOPY copied LIGHT_EDIT, which copied ORIGINAL; it carries LIGHT_EDIT's edits."""
+    recopy = prep(RECOPY)
+    to_original = compare(recopy, prep(ORIGINAL), SIZE)
+    to_edit = compare(recopy, prep(LIGHT_EDIT), SIZE)
+    assert to_edit.jaccard > to_original.jaccard
+    original = Match(member(1, "Tessaly Wire", 0), to_original)
+    edit = Match(member(2, "Harbor Ledger", 45), to_edit)
+    new = member(3, "Meridian Post", 90)
+    parent, method = choose_parent(new, [original, edit])
+    assert parent is edit
+    assert method == "published"
+    assert relation(new, parent.member, parent.comparison, SETTINGS) is Relation.SYNDICATED
+
+
+def test_new_item_earlier_than_every_match_is_the_original() -> None:
+    new = member(1, "Tessaly Wire", 0)
+    later = [
+        Match(member(2, "Harbor Ledger", 30), similarity(0.9)),
+        Match(member(3, "Meridian Post", 60), similarity(0.6)),
+    ]
+    parent, _ = choose_parent(new, later)
+    assert parent is None
+
+
+def test_no_matches_means_original() -> None:
+    assert choose_parent(member(1, "Tessaly Wire"), [])[0] is None
+
+
+def test_a_match_crediting_the_new_items_publisher_is_not_its_parent() -> None:
+    # The copy was seen first (its feed is faster) but says it came from the new item's publisher.
+    new = member(5, "Tessaly Wire", 30)
+    crediting = Match(
+        member(6, "Harbor Ledger", 10, credits=frozenset({"Tessaly Wire"})), similarity(0.97)
+    )
+    independent = Match(member(7, "Meridian Post", 20), similarity(0.6))
+    assert choose_parent(new, [crediting]) == (None, "published")
+    parent, method = choose_parent(new, [crediting, independent])
+    assert parent is independent
+    assert method == "published"
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_ties_are_broken_by_lowest_id(order: tuple[int, int, int]) -> None:
+    new = member(9, "Harbor Ledger", 60)
+    tied = [
+        Match(member(4, "Tessaly Wire", 0), similarity(0.8, 0.9)),
+        Match(member(2, "Meridian Post", 10), similarity(0.8, 0.9)),
+        Match(member(3, "Quay Street Journal", 20), similarity(0.8, 0.9)),
+    ]
+    parent, _ = choose_parent(new, [tied[i] for i in order])
+    assert parent is not None and parent.member.id == 2
+
+
+def test_ties_on_jaccard_prefer_higher_containment() -> None:
+    new = member(9, "Harbor Ledger", 60)
+    low = Match(member(1, "Tessaly Wire", 0), similarity(0.8, 0.85))
+    high = Match(member(2, "Meridian Post", 10), similarity(0.8, 0.95))
+    assert choose_parent(new, [low, high])[0] is high
+
+
+def test_among_credited_matches_the_closest_wins() -> None:
+    new = member(9, "Harbor Ledger", 60, credits=frozenset({"Tessaly Wire", "Meridian Post"}))
+    weak = Match(member(1, "Tessaly Wire", 0), similarity(0.5))
+    strong = Match(member(2, "Meridian Post", 90), similarity(0.7))
+    assert choose_parent(new, [weak, strong]) == (strong, "attribution")
+
+
+# === dedup.Signer / CandidateIndex ===========================================================
+
+
+def sign(text: str, signer: Signer | None = None) -> Signature:
+    prepared = prep(text)
+    return (signer or Signer(SETTINGS)).sign(prepared.shingles, prepared.lead_shingles)
+
+
+def index_of(**texts: str) -> tuple[CandidateIndex, dict[str, int]]:
+    index = CandidateIndex(SETTINGS)
+    ids = {}
+    for number, (name, text) in enumerate(texts.items(), start=1):
+        index.add(number, sign(text))
+        ids[name] = number
+    return index, ids
+
+
+def test_signatures_are_raw_uint32_and_deterministic() -> None:
+    first = sign(ORIGINAL, Signer(SETTINGS))
+    second = sign(ORIGINAL, Signer(SETTINGS))
+    assert len(first.body) == len(first.lead) == SETTINGS.num_perm * 4
+    assert isinstance(first.body, bytes) and isinstance(first.lead, bytes)
+    assert first == second
+    prepared = prep(ORIGINAL)
+    reordered = Signer(SETTINGS).sign(sorted(prepared.shingles), list(prepared.lead_shingles))
+    assert reordered == first
+
+
+def test_signature_size_follows_num_perm() -> None:
+    settings = replace(SETTINGS, num_perm=64)
+    prepared = prep(SUMMARY)
+    signature = Signer(settings).sign(prepared.shingles, prepared.lead_shingles)
+    assert len(signature.body) == len(signature.lead) == 256
+
+
+def test_different_seeds_give_different_signatures() -> None:
+    prepared = prep(ORIGINAL)
+    other = Signer(replace(SETTINGS, seed=2)).sign(prepared.shingles, prepared.lead_shingles)
+    assert other.body != sign(ORIGINAL).body
+
+
+def test_identical_text_is_found() -> None:
+    index, ids = index_of(original=ORIGINAL, stories=STORY_ONE, flows=FLOWS)
+    assert len(index) == 3
+    assert ids["original"] in index.query(sign(ORIGINAL))
+    assert ids["flows"] in index.query(sign(FLOWS))
+
+
+def test_copies_are_found() -> None:
+    index, ids = index_of(original=ORIGINAL, stories=STORY_ONE, flows=FLOWS)
+    for copy in (CHROME, LIGHT_EDIT, WIRE):
+        assert index.query(sign(copy)) == {ids["original"]}
+
+
+def test_summary_is_found_through_its_lead() -> None:
+    summary, full = prep(SUMMARY), prep(ORIGINAL)
+    assert compare(summary, full, SIZE).jaccard < SETTINGS.body_lsh_threshold
+    assert summary.lead_shingles == full.lead_shingles[: len(summary.lead_shingles)]
+    index, ids = index_of(original=ORIGINAL)
+    signature = sign(SUMMARY)
+    assert estimated_jaccard(signature.body, sign(ORIGINAL).body) < SETTINGS.body_lsh_threshold
+    assert index.query(signature) == {ids["original"]}
+    # The body signature alone does not find it: the lead does.
+    without_lead = Signature(signature.body, sign(STORY_TWO).lead)
+    assert index.query(without_lead) == set()
+
+
+def test_unrelated_texts_are_not_found() -> None:
+    index, _ = index_of(original=ORIGINAL, flows=FLOWS, earnings=EARNINGS_A)
+    for text in (STORY_ONE, STORY_TWO, PARAPHRASE, REPO_MONDAY):
+        assert index.query(sign(text)) == set()
+
+
+def test_remove_and_re_add() -> None:
+    index, ids = index_of(original=ORIGINAL, flows=FLOWS)
+    index.remove(ids["original"])
+    assert ids["original"] not in index
+    assert len(index) == 1
+    assert index.query(sign(ORIGINAL)) == set()
+    index.remove(ids["original"])  # removing twice is harmless
+    index.remove(999)
+    index.add(ids["original"], sign(ORIGINAL))
+    index.add(ids["original"], sign(ORIGINAL))  # re-adding replaces
+    assert len(index) == 2
+    assert index.query(sign(ORIGINAL)) == {ids["original"]}
+
+
+def test_estimated_jaccard() -> None:
+    a, b = sign(ORIGINAL), sign(CHROME)
+    assert estimated_jaccard(a.body, a.body) == 1.0
+    assert estimated_jaccard(a.body, b.body) == pytest.approx(
+        compare(prep(ORIGINAL), prep(CHROME), SIZE).jaccard, abs=0.15
+    )
+    assert estimated_jaccard(a.body, sign(STORY_ONE).body) < 0.1
