@@ -309,8 +309,14 @@ class PreparedText:
     # What a templated report changes from one issue to the next.
     figures: frozenset[str]
     names: frozenset[str]
-    # Names in the opening sentence: who the story is about.
-    subject: frozenset[str]
+    # The same with figures replaced by "#": what two issues of a template share.
+    skeleton_shingles: frozenset[str]
+    skeleton_lines: frozenset[str]
+    # Per paragraph: (skeleton, its shingles), figures, names, opening subject.
+    line_skeletons: tuple[tuple[str, frozenset[str]], ...]
+    line_figures: tuple[frozenset[str], ...]
+    line_names: tuple[frozenset[str], ...]
+    line_subjects: tuple[frozenset[str], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,21 +24,35 @@ _CORRECTION = re.compile(
 
 
 def compare(a: PreparedText, b: PreparedText, shingle_size: int) -> Comparison:
-    """Similarity of two prepared bodies, measured on their shingle sets."""
+    """Similarity of two prepared bodies, measured on their shingle sets.
+
+    Figures and names are compared only in the shorter text's paragraphs whose
+    wording (figures masked) is also in the longer one: a syndicator's chrome
+    lines carry their own names and dates, which say nothing about the story.
+    """
     shared_set = a.shingles & b.shingles
     shared = len(shared_set)
     union = len(a.shingles) + len(b.shingles) - shared
     shorter, longer = (a, b) if len(a.shingles) <= len(b.shingles) else (b, a)
     containment = shared / len(shorter.shingles) if shorter.shingles else 0.0
-    missing_names = shorter.names - longer.names
+    overlapping = [
+        n
+        for n, (skeleton, line_shingles) in enumerate(shorter.line_skeletons)
+        if skeleton in longer.skeleton_lines or line_shingles & longer.skeleton_shingles
+    ]
+    figures = frozenset().union(*(shorter.line_figures[n] for n in overlapping))
+    names = frozenset().union(*(shorter.line_names[n] for n in overlapping))
+    subject = next(
+        (shorter.line_subjects[n] for n in overlapping if shorter.line_subjects[n]), frozenset()
+    )
     return Comparison(
         jaccard=shared / union if union else 0.0,
         containment=containment,
         shared=shared,
-        figures_missing=len(shorter.figures - longer.figures),
-        figures=len(shorter.figures),
-        name_mismatch=len(missing_names) / len(shorter.names) if shorter.names else 0.0,
-        subject_missing=len(shorter.subject - longer.names),
+        figures_missing=len(figures - longer.figures),
+        figures=len(figures),
+        name_mismatch=len(names - longer.names) / len(names) if names else 0.0,
+        subject_missing=len(subject - longer.names),
         aligned=_aligned(shorter, longer, shared_set, shingle_size),
     )
 

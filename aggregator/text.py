@@ -263,7 +263,8 @@ def single_line(text: str | None) -> str:
 # that a licensed re-edit ("US$38 million", "3.5 per cent") still shares word
 # sequences and figures with the original ("$38 million", "3.5%").
 _APOSTROPHES = re.compile("(?<=\\w)['\u2019](?=\\w)")
-_CURRENCY_PREFIX = re.compile(r"\b(?:us|usd|a|au|c|ca|nz|hk|s|sg)\s?\$")
+# Case-sensitive, applied before case folding: "A$5" is Australian, "a $5" is English.
+_CURRENCY_PREFIX = re.compile(r"\b(?:U\.?S|USD|AUD?|A|C|CA|NZ|HK|S|SG|us)\s?\$")
 _PERCENT = re.compile(r"\b(?:per\s?cent|pct)\b|%")
 _TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[^\W\d_]+")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -281,9 +282,8 @@ def tokens(text: str) -> list[str]:
     Numbers keep their decimals ("1.20", "3/16") and lose thousands separators,
     so they can be compared as figures; "%" and "per cent" both become "pct".
     """
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = _CURRENCY_PREFIX.sub("$", unicodedata.normalize("NFKC", text)).casefold()
     folded = _APOSTROPHES.sub("", folded)
-    folded = _CURRENCY_PREFIX.sub("$", folded)
     folded = _PERCENT.sub(" pct ", folded)
     return [
         _normal_number(token) if token[0].isdigit() else token for token in _TOKEN.findall(folded)
@@ -325,7 +325,12 @@ _MIN_LEAD_LINE_WORDS = 8
 def prepare_body(
     text: str, boilerplate: frozenset[str], *, shingle_size: int, lead_words: int
 ) -> PreparedText:
-    """Clean body for near-duplicate checks: the feed's recurring lines removed."""
+    """Clean body for near-duplicate checks: the feed's recurring lines removed.
+
+    Besides the word shingles it keeps, per paragraph, a "skeleton" (figures
+    replaced by #) so the verdict can tell which paragraphs two texts share as
+    wording, and compare only those paragraphs' figures and names.
+    """
     lines: list[str] = []
     keys: list[str] = []
     for line in paragraphs(text):
@@ -337,10 +342,9 @@ def prepare_body(
     words = [word for chunk in line_words for word in chunk]
     prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
     lead = (prose or words)[:lead_words]
-    first_prose = next(
-        (line for line, chunk in zip(lines, line_words, strict=True) if len(chunk) >= 8), ""
-    )
-    opening = _SENTENCE_END.split(_DATELINE.sub("", first_prose), maxsplit=1)[0]
+    line_skeletons = [["#" if is_figure(w) else w for w in chunk] for chunk in line_words]
+    skeleton = [w for chunk in line_skeletons for w in chunk]
+    line_names = tuple(proper_names([line]) for line in lines)
     return PreparedText(
         lines=tuple(lines),
         line_keys=tuple(keys),
@@ -348,9 +352,42 @@ def prepare_body(
         shingles=frozenset(shingles(words, shingle_size)),
         lead_shingles=tuple(shingles(lead, shingle_size)),
         figures=frozenset(word for word in words if is_figure(word)),
-        names=proper_names(lines),
-        subject=proper_names([opening]),
+        names=frozenset().union(*line_names),
+        skeleton_shingles=frozenset(shingles(skeleton, shingle_size)),
+        skeleton_lines=frozenset(" ".join(chunk) for chunk in line_skeletons),
+        line_skeletons=tuple(
+            (" ".join(chunk), frozenset(shingles(chunk, shingle_size))) for chunk in line_skeletons
+        ),
+        line_figures=tuple(frozenset(w for w in chunk if is_figure(w)) for chunk in line_words),
+        line_names=line_names,
+        line_subjects=tuple(
+            subject_of(line) if len(chunk) >= _MIN_LEAD_LINE_WORDS else frozenset()
+            for line, chunk in zip(lines, line_words, strict=True)
+        ),
     )
+
+
+# "Via Tradevane: ..." or "EXCLUSIVE: ..." glued in front of the first sentence.
+_LABEL_PREFIX = re.compile(r"^\s*(?:[\w'\u2019&.-]+\s+){0,3}[\w'\u2019&.-]+:\s+")
+_NAME_RUN = re.compile(r"[A-Z][\w&'\u2019.-]*(?:\s+(?:[A-Z][\w&'\u2019.-]*|&|of|de|van|von))*")
+
+
+def subject_of(line: str) -> frozenset[str]:
+    """Who the opening sentence is about: its first run of capitalised words.
+
+    A wire dateline ("LONDON (Reuters) -") and a short label ("Via X:") are
+    skipped, as are sentence openers ("The", "But") and honorifics.
+    """
+    opening = _SENTENCE_END.split(_DATELINE.sub("", line), maxsplit=1)[0]
+    opening = _LABEL_PREFIX.sub("", opening, count=1)
+    for match in _NAME_RUN.finditer(opening):
+        words = [w for w in tokens(match.group()) if w not in _NOT_NAMES]
+        while words and words[0] in _OPENERS:
+            words.pop(0)
+        words = [w for w in words if w not in ("of", "de", "van", "von")]
+        if words:
+            return frozenset(words)
+    return frozenset()
 
 
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"\u201c(]\s+|^\W+)(\w+)")
@@ -443,11 +480,13 @@ def proper_names(lines: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+# "by" and "via" credit only at the start of a line: mid-sentence they are prose
+# ("downgraded by S&P Global").
 _CREDIT_PREFIX = (
-    r"(?:source|sources|author|authors|by|via|credit|credits|courtesy(?:\s+of)?|"
+    r"(?:\b(?:source|sources|author|authors|credit|credits|courtesy(?:\s+of)?|"
     r"(?:originally\s+)?(?:published|appeared|posted)\s+(?:on|in|by|at)|"
-    r"republished\s+(?:from|with\s+permission\s+(?:of|from))|reporting\s+by|"
-    r"copyright|©)"
+    r"republished\s+(?:from|with\s+permission\s+(?:of|from))|reporting\s+by|copyright)"
+    r"|^\s*(?:by|via)|\u00a9)"
 )
 
 
@@ -466,7 +505,7 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
     alternatives = "|".join(re.escape(n) for n in by_fold)
     name = rf"(?P<name>{alternatives})"
     pattern = re.compile(
-        rf"(?:\b{_CREDIT_PREFIX}\s*[:\-\u2013\u2014]?\s*(?:the\s+)?{name}(?![\w])"
+        rf"(?:{_CREDIT_PREFIX}\s*[:\-\u2013\u2014]?\s*(?:the\s+)?{name}(?![\w])"
         rf"|\(\s*{name.replace('name', 'wire')}\s*\)"
         rf"|^\s*(?:[-\u2013\u2014]\s*)?{name.replace('name', 'line')}\s*\.?\s*$"
         rf"|[-\u2013\u2014]\s*{name.replace('name', 'tail')}\s*\.?\s*$)",
@@ -476,5 +515,9 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
     found: set[str] = set()
     for match in pattern.finditer(folded):
         hit = next(value for value in match.groupdict().values() if value)
-        found.add(by_fold[hit])
+        # IGNORECASE also matches pairs casefold keeps apart (dotless i): look it up.
+        found.add(
+            by_fold.get(hit)
+            or next(n for f, n in by_fold.items() if re.fullmatch(re.escape(f), hit, re.IGNORECASE))
+        )
     return frozenset(found)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from aggregator.models import PreparedText
 from aggregator.text import (
     credited_publishers,
     line_fingerprint,
@@ -22,7 +23,7 @@ SIZE = 5
 LEAD = 60
 
 
-def prepare(text: str, boilerplate: frozenset[str] = frozenset()) -> object:
+def prepare(text: str, boilerplate: frozenset[str] = frozenset()) -> PreparedText:
     return prepare_body(text, boilerplate, shingle_size=SIZE, lead_words=LEAD)
 
 
@@ -95,14 +96,6 @@ def test_tokens(text: str, expected: list[str] | str) -> None:
     assert tokens(text) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: text.py _CURRENCY_PREFIX lists 'a' (for A$) with a leading \\b, so the "
-        "article in 'a $38 million loan' is eaten as a currency prefix while 'a US$38 "
-        "million loan' keeps it: ['secured','38',...] vs ['secured','a','38',...]"
-    ),
-)
 def test_tokens_currency_prefix_after_the_article_a() -> None:
     assert tokens("secured a US$38 million loan") == tokens("secured a $38 million loan")
 
@@ -416,40 +409,16 @@ def test_credited_publishers_with_regex_metacharacters_only_names() -> None:
     assert credited_publishers("Revenue rose 12 pct on Monday", odd) == frozenset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "bug: text.py credited_publishers looks hits up in by_fold after an IGNORECASE "
-        "match; Python's re treats dotless 'ı' as equal to 'i', so the hit 'yapı kredi "
-        "haber' is not a key of by_fold and by_fold[hit] raises KeyError"
-    ),
-)
 def test_credited_publishers_dotless_i_does_not_raise() -> None:
     assert credited_publishers("Source: Yap\u0131 Kredi Haber", ["Yapi Kredi Haber"]) == {
         "Yapi Kredi Haber"
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: text.py _CREDIT_PREFIX has a '©' alternative but the pattern puts \\b in "
-        "front of it; '©' is not a word character, so '\\b©' never matches after a space "
-        "or at a line start and '© Harbor Ledger 2026' credits nobody"
-    ),
-)
 def test_credited_publishers_copyright_sign() -> None:
     assert credited_publishers("\u00a9 Harbor Ledger 2026", PUBLISHERS) == {"Harbor Ledger"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: text.py credit prefix 'by' is not anchored to a line start, so a publisher "
-        "that is the agent in running prose ('downgraded by S&P Global') counts as credited"
-    ),
-)
 def test_credited_publishers_by_in_running_prose() -> None:
     text = "The bonds were downgraded by S&P Global last week, and yields rose 40 basis points."
     assert credited_publishers(text, PUBLISHERS) == frozenset()

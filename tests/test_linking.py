@@ -1,0 +1,263 @@
+"""Syndication detection through the real poll path: loopback feeds -> SQLite stories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from aggregator.models import Settings, StoredItem
+from aggregator.pipeline import poll
+from aggregator.store import Store
+from tests.feeds import NOW, make_settings, rfc822, rss
+
+REPO = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).parent / "aggregator")
+
+ARTICLE = [
+    "Harrow Minerals said on Tuesday it would buy the Kelso copper project from Brantley "
+    "Resources for 410 million dollars in cash and shares, adding a third mine to a "
+    "portfolio it has been building since the metal began its rally last spring.",
+    "The deal values Kelso at roughly 14 times next year's expected earnings, a premium "
+    "that chief executive Dana Whitcombe defended on a call with analysts, saying the mine "
+    "could lift group output by 38 per cent within two years of the acquisition closing.",
+    "Brantley shareholders will receive 2.15 dollars a share, of which 60 per cent is paid "
+    "in cash. The board has recommended the offer and holders of 31 per cent of the stock "
+    "have already agreed to tender, the companies said in a joint statement.",
+    "Analysts at Corvin Securities said the price looked full but noted that few large "
+    "copper deposits remain available outside the biggest producers, leaving mid-sized "
+    "miners such as Harrow to pay up for growth or stand still while rivals expand.",
+    "Harrow shares fell 4.2 per cent in early trading while Brantley jumped 27 per cent. "
+    "The transaction still needs approval from regulators in two countries and is "
+    "expected to close in the second quarter, the statement said.",
+]
+CHROME_TOP = ["Source: DepositPhotos", "Updated 2 hours ago", "Author Harrow Daily"]
+CHROME_BOTTOM = [
+    "Related Articles",
+    "Gold steadies as traders weigh central bank signals",
+    "Author Pipwatch",
+    "Disclaimer: the content above is general information only and not investment advice.",
+]
+
+
+def html(paragraphs: list[str]) -> str:
+    return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+def serve(httpserver: HTTPServer, path: str, items: list[dict[str, str]]) -> str:
+    httpserver.expect_request(path).respond_with_data(
+        rss(items), content_type="application/rss+xml"
+    )
+    return httpserver.url_for(path)
+
+
+def settings_for(tmp_path: Path, feeds: dict[str, str]) -> Settings:
+    return make_settings(
+        tmp_path,
+        [
+            {"name": name, "publisher": name.replace("-", " ").title(), "url": url}
+            for name, url in feeds.items()
+        ],
+    )
+
+
+def poll_names(store: Store, settings: Settings, *names: str) -> None:
+    for _ in poll(store, settings, names=list(names), clock=lambda: NOW):
+        pass
+
+
+def by_feed(store: Store) -> dict[str, StoredItem]:
+    return {item.feed: item for item in store.items(limit=None)}
+
+
+def item(guid: str, body: list[str], minutes: int, title: str = "Harrow buys Kelso") -> dict:
+    published = datetime(2026, 11, 24, 8, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+    return {
+        "guid": guid,
+        "title": title,
+        "link": f"https://{guid}.example/story",
+        "date": rfc822(published),
+        "body": html(body),
+    }
+
+
+@pytest.mark.parametrize("summary_first", [True, False], ids=["summary-first", "full-first"])
+def test_summary_feed_and_full_text_feed_link_both_ways(
+    httpserver: HTTPServer, tmp_path: Path, store: Store, summary_first: bool
+) -> None:
+    full = serve(httpserver, "/full", [item("harrow-daily", ARTICLE, 0)])
+    summary = serve(httpserver, "/summary", [item("wire-digest", ARTICLE[:2], 30)])
+    settings = settings_for(tmp_path, {"harrow-daily": full, "wire-digest": summary})
+
+    order = ["wire-digest", "harrow-daily"] if summary_first else ["harrow-daily", "wire-digest"]
+    for name in order:
+        poll_names(store, settings, name)
+
+    items = by_feed(store)
+    original, copy = items["harrow-daily"], items["wire-digest"]
+    assert original.story_id == original.id and original.parent_id is None
+    assert original.relation == "original"
+    assert (copy.story_id, copy.parent_id, copy.relation) == (
+        original.id,
+        original.id,
+        "syndicated",
+    )
+    assert copy.containment is not None and copy.containment >= 0.95
+    assert copy.lag_seconds == 30 * 60
+
+
+def test_chrome_copy_credits_the_original_and_chain_of_syndication_keeps_its_order(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    first_copy = [*CHROME_TOP, ARTICLE[0], *CHROME_BOTTOM[:3], *ARTICLE[1:4], CHROME_BOTTOM[3]]
+    # The second syndicator copied the first copy, keeping its trims and chrome lines.
+    second_copy = [f"Via Tradevane: {first_copy[3]}", *first_copy[4:]]
+    feeds = {
+        "harrow-daily": serve(httpserver, "/o", [item("o", ARTICLE, 0)]),
+        "tradevane": serve(httpserver, "/a", [item("a", first_copy, 45)]),
+        "feedvault": serve(httpserver, "/b", [item("b", second_copy, 120)]),
+    }
+    settings = settings_for(tmp_path, feeds)
+    # Arrival order is the reverse of publication: the chain must still come out right.
+    poll_names(store, settings, "feedvault")
+    poll_names(store, settings, "tradevane")
+    poll_names(store, settings, "harrow-daily")
+
+    items = by_feed(store)
+    original, first, second = items["harrow-daily"], items["tradevane"], items["feedvault"]
+    assert {i.story_id for i in items.values()} == {original.id}
+    assert original.parent_id is None
+    assert first.parent_id == original.id
+    assert second.parent_id == first.id
+    assert [first.relation, second.relation] == ["syndicated", "syndicated"]
+
+
+def test_same_event_and_templated_reports_are_not_linked(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    template = (
+        "{co} reported third-quarter earnings per share of {eps} dollars against an "
+        "analyst estimate of {est} dollars, on revenue of {rev} billion dollars compared "
+        "with {rev_est} billion expected. {co} said it expects full-year revenue between "
+        "{low} and {high} billion dollars and will pay a quarterly dividend of {div} cents."
+    )
+    reports = [
+        dict(co="Norvale Systems", eps="1.42", est="1.35", rev="4.8", rev_est="4.7",
+             low="18.9", high="19.3", div="21"),
+        dict(co="Norvale Systems", eps="1.51", est="1.44", rev="5.1", rev_est="5.0",
+             low="19.6", high="20.1", div="22"),
+        dict(co="Corvid Health", eps="3.11", est="3.02", rev="11.4", rev_est="11.2",
+             low="44.0", high="45.5", div="80"),
+    ]  # fmt: skip
+    items = [
+        item(f"r{n}", [template.format(**r), template.format(**r)], n * 90, title=f"Q{n}")
+        for n, r in enumerate(reports)
+    ]
+    feeds = {"figureline": serve(httpserver, "/t", items)}
+    settings = settings_for(tmp_path, feeds)
+    poll_names(store, settings, "figureline")
+    stored = store.items(limit=None)
+    assert len(stored) == 3
+    assert all(i.story_id == i.id and i.relation == "original" for i in stored)
+
+
+def test_a_new_process_links_new_copies_to_stories_stored_before(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    original = serve(httpserver, "/o", [item("o", ARTICLE, 0)])
+    copy = serve(httpserver, "/c", [item("c", [*CHROME_TOP, *ARTICLE, *CHROME_BOTTOM], 50)])
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[storage]\npath = "agg.db"\n\n'
+        f'[[feeds]]\nname = "harrow-daily"\npublisher = "Harrow Daily"\nurl = "{original}"\n\n'
+        f'[[feeds]]\nname = "tradevane"\npublisher = "Tradevane"\nurl = "{copy}"\n',
+        encoding="utf-8",
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "--config", str(config), *args], capture_output=True, text=True, timeout=60
+        )
+
+    assert cli("poll", "--feed", "harrow-daily").returncode == 0
+    second = cli("poll", "--feed", "tradevane")
+    assert second.returncode == 0, second.stderr
+    items = {i["feed"]: i for i in json.loads(cli("items", "--json", "--limit", "0").stdout)}
+    original_item, copy_item = items["harrow-daily"], items["tradevane"]
+    assert original_item["story_id"] == original_item["id"]
+    assert original_item["parent_id"] is None
+    assert copy_item["story_id"] == original_item["id"]
+    assert copy_item["parent_id"] == original_item["id"]
+    assert copy_item["relation"] == "syndicated"
+    assert copy_item["method"] == "attribution"
+
+    shown = cli("show", str(copy_item["id"]))
+    assert shown.returncode == 0
+    lines = shown.stdout.split("Story ", 1)[1].splitlines()
+    root_line = next(n for n, line in enumerate(lines) if f"[{original_item['id']}]" in line)
+    copy_line = next(n for n, line in enumerate(lines) if f"[{copy_item['id']}]" in line)
+    assert root_line < copy_line and "└─" in lines[copy_line] and "+50m" in lines[copy_line]
+
+    stories = json.loads(cli("stories", "--json").stdout)
+    assert [(s["story_id"], s["copies"]) for s in stories] == [(original_item["id"], 1)]
+    originals = json.loads(cli("items", "--originals", "--json").stdout)
+    assert [i["id"] for i in originals] == [original_item["id"]]
+
+
+def test_changed_dedup_parameters_are_detected_and_rebuild_relinks(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    original = serve(httpserver, "/o", [item("o", ARTICLE, 0)])
+    copy = serve(httpserver, "/c", [item("c", ARTICLE[:3], 20)])
+    base = (
+        '[storage]\npath = "agg.db"\n\n{dedup}'
+        f'[[feeds]]\nname = "one"\npublisher = "One"\nurl = "{original}"\n\n'
+        f'[[feeds]]\nname = "two"\npublisher = "Two"\nurl = "{copy}"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(base.format(dedup=""), encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "--config", str(config), *args], capture_output=True, text=True, timeout=60
+        )
+
+    assert cli("poll", "--feed", "one").returncode == 0
+    config.write_text(base.format(dedup="[dedup]\nnum_perm = 64\n\n"), encoding="utf-8")
+    refused = cli("poll", "--feed", "two")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert "dedup --rebuild" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+    rebuilt = cli("dedup", "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert cli("poll", "--feed", "two").returncode == 0
+    items = {i["feed"]: i for i in json.loads(cli("items", "--json").stdout)}
+    assert items["two"]["parent_id"] == items["one"]["id"]
+
+
+def test_labelled_set_meets_precision_and_recall_targets() -> None:
+    labels = REPO / "tests" / "data" / "labelled.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "eval_dedup.py"), str(labels), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["items"] >= 60 and not metrics["missing"]
+    assert metrics["precision"] >= 0.98, metrics["false_links"]
+    assert metrics["recall"] >= 0.95, metrics["misses"]
+    # Templated reports (p7 singles), same-event write-ups (p6) and paraphrases (p8): no link.
+    wrongly_linked = [
+        pair
+        for pair in metrics["false_links"]
+        if any(str(part).startswith(("p6-", "p7-", "p8-")) for part in json.dumps(pair).split('"'))
+    ]
+    assert wrongly_linked == []
