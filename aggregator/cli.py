@@ -160,6 +160,7 @@ def _report_row(report: PollReport) -> list[object]:
         status,
         report.items_new,
         report.items_updated,
+        report.links,
         f"{report.duration:.2f}s",
         _shorten(detail, 80),
     ]
@@ -175,14 +176,16 @@ def _report_json(report: PollReport) -> dict[str, object]:
         "items_seen": report.items_seen,
         "items_new": report.items_new,
         "items_updated": report.items_updated,
+        "links": report.links,
         "duration": round(report.duration, 3),
+        "dedup_seconds": round(report.dedup_seconds, 4),
         "error": report.error,
         "warning": report.warning,
         "url": report.url,
     }
 
 
-_REPORT_HEADERS = ("FEED", "OUTCOME", "STATUS", "NEW", "UPDATED", "TIME", "DETAIL")
+_REPORT_HEADERS = ("FEED", "OUTCOME", "STATUS", "NEW", "UPDATED", "LINKED", "TIME", "DETAIL")
 
 
 @cli.command()
@@ -214,9 +217,11 @@ def poll(state: _State, names: tuple[str, ...], everything: bool, as_json: bool)
         click.echo(_table(_REPORT_HEADERS, [_report_row(r) for r in reports]))
         new = sum(r.items_new for r in reports)
         updated = sum(r.items_updated for r in reports)
+        linked = sum(r.links for r in reports)
         failed = sum(1 for r in reports if r.error)
         click.echo(
-            f"{len(reports)} feeds polled: {new} new items, {updated} updated, {failed} failed"
+            f"{len(reports)} feeds polled: {new} new items ({linked} linked to a story), "
+            f"{updated} updated, {failed} failed"
         )
 
 

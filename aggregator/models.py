@@ -247,6 +247,8 @@ class PollReport:
     url: str
     # New items linked to an existing story (syndicated, version, duplicate).
     links: int = 0
+    # Time spent preparing, signing and linking items (the dedup stage).
+    dedup_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -145,7 +145,9 @@ def store_result(
     try:
         with store.transaction():
             changes = store.upsert_entries(feed, entries, now)
+            dedup_started = time.monotonic()
             found = linker.link_changes(feed, changes, now)
+            dedup_seconds = time.monotonic() - dedup_started
             new = sum(1 for c in changes if c.status is ChangeStatus.NEW)
             updated = sum(1 for c in changes if c.status is ChangeStatus.CHANGED)
             store.record_poll(feed, update, report, len(entries), new, updated, now)
@@ -159,6 +161,7 @@ def store_result(
         items_new=new,
         items_updated=updated,
         links=links,
+        dedup_seconds=dedup_seconds,
         duration=fetched.elapsed + (time.monotonic() - processing_started),
     )
     log.info(

@@ -308,13 +308,17 @@ def line_key(line: str) -> str:
     return " ".join(tokens(line))
 
 
+def _fingerprint(words: list[str]) -> str:
+    return hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=8).hexdigest()
+
+
 def paragraphs(text: str) -> list[str]:
     return [line for line in (part.strip() for part in text.split("\n")) if line]
 
 
 def line_fingerprint(line: str) -> str:
     """A short stable id of a paragraph's words, for counting recurring lines."""
-    return hashlib.blake2b(line_key(line).encode("utf-8"), digest_size=8).hexdigest()
+    return _fingerprint(tokens(line))
 
 
 # A lead taken from prose lines, so credit lines, stamps and ticker headers at
@@ -333,12 +337,14 @@ def prepare_body(
     """
     lines: list[str] = []
     keys: list[str] = []
+    line_words: list[list[str]] = []
     for line in paragraphs(text):
-        key = line_fingerprint(line)
+        chunk = tokens(line)
+        key = _fingerprint(chunk)
         if key not in boilerplate:
             lines.append(line)
             keys.append(key)
-    line_words = [tokens(line) for line in lines]
+            line_words.append(chunk)
     words = [word for chunk in line_words for word in chunk]
     prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
     lead = (prose or words)[:lead_words]
@@ -381,7 +387,7 @@ def subject_of(line: str) -> frozenset[str]:
     opening = _SENTENCE_END.split(_DATELINE.sub("", line), maxsplit=1)[0]
     opening = _LABEL_PREFIX.sub("", opening, count=1)
     for match in _NAME_RUN.finditer(opening):
-        words = [w for w in tokens(match.group()) if w not in _NOT_NAMES]
+        words = [w for w in _name_words(match.group()) if w not in _NOT_NAMES]
         while words and words[0] in _OPENERS:
             words.pop(0)
         words = [w for w in words if w not in ("of", "de", "van", "von")]
@@ -392,6 +398,14 @@ def subject_of(line: str) -> frozenset[str]:
 
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\"\u201c(]\s+|^\W+)(\w+)")
 _CAPITALISED = re.compile(r"\b[A-Z][\w&'\u2019-]*")
+
+
+_NAME_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _name_words(text: str) -> list[str]:
+    """Case-folded words of a name; a light form of tokens() for capitalised runs."""
+    return _NAME_WORD.findall(_APOSTROPHES.sub("", text).casefold())
 
 
 # Capitalised only because they open a sentence.
@@ -473,7 +487,7 @@ def proper_names(lines: Iterable[str]) -> frozenset[str]:
             continue
         openers = {m.start(1) for m in _SENTENCE_START.finditer(line)}
         for match in _CAPITALISED.finditer(line):
-            words = tokens(match.group())
+            words = _name_words(match.group())
             if match.start() in openers and words and words[0] in _OPENERS:
                 continue
             names.update(word for word in words if word not in _NOT_NAMES)

@@ -101,6 +101,8 @@ class PollRun:
     feeds: int
     failed: tuple[str, ...]
     stderr_tail: str
+    # Sum of the product's own dedup-stage timings (prepare, sign, link), when reported.
+    dedup_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +576,7 @@ class Product:
         seconds = time.perf_counter() - started
         self.check(result, "poll --all")
         feeds = 0
+        dedup_seconds = 0.0
         failed: list[str] = []
         for line in result.stdout.splitlines():
             try:
@@ -583,12 +586,15 @@ class Product:
             if not isinstance(report, dict):
                 continue
             feeds += 1
+            dedup = report.get("dedup_seconds")
+            if isinstance(dedup, int | float):
+                dedup_seconds += float(dedup)
             if report.get("error") or report.get("outcome") not in ("ok", "not_modified"):
                 failed.append(
                     f"{report.get('feed')}: {report.get('outcome')}: {report.get('error')}"
                 )
         tail = last_line(result.stderr) if result.stderr.strip() else ""
-        return PollRun(seconds, startup, feeds, tuple(failed), tail)
+        return PollRun(seconds, startup, feeds, tuple(failed), tail, dedup_seconds)
 
     def items(self, expected: int, sink: Path) -> list[dict[str, Any]]:
         result = self.run("items", "--json", "--limit", "0", stdout=sink)
@@ -714,12 +720,14 @@ def misses(outcomes: Sequence[Outcome]) -> Iterator[tuple[Outcome, Outcome]]:
     return _pairs_where(outcomes, lambda o: o.label.group, lambda o: o.story)
 
 
-def final_line(m: Metrics, seconds: float) -> str:
+def final_line(m: Metrics, seconds: float, dedup_seconds: float = 0.0) -> str:
     rate = m.items / seconds if seconds > 0 else 0.0
+    dedup_rate = m.items / dedup_seconds if dedup_seconds > 0 else 0.0
     return (
         f"eval: items={m.items} pairs={m.pairs} precision={m.precision:.4f} "
         f"recall={m.recall:.4f} f1={m.f1:.4f} fp={m.fp} fn={m.fn} "
-        f"seconds={seconds:.3f} items_per_s={rate:.1f}"
+        f"seconds={seconds:.3f} items_per_s={rate:.1f} "
+        f"dedup_seconds={dedup_seconds:.3f} dedup_items_per_s={dedup_rate:.1f}"
     )
 
 
@@ -811,6 +819,10 @@ def report(
             "true_links": m.true_links,
             "seconds": round(poll.seconds, 3),
             "items_per_s": round(rate, 1),
+            "dedup_seconds": round(poll.dedup_seconds, 3),
+            "dedup_items_per_s": round(m.items / poll.dedup_seconds, 1)
+            if poll.dedup_seconds > 0
+            else 0.0,
             "startup_seconds": round(poll.startup_seconds, 3),
             "sites": sites,
             "feeds": len(feeds),
@@ -868,7 +880,7 @@ def report(
         )
     if limit is not None and m.fn > limit:
         print(f"  ... and {m.fn - limit} more misses (see --max-list)")
-    print(final_line(m, poll.seconds))
+    print(final_line(m, poll.seconds, poll.dedup_seconds))
 
 
 class _Parser(argparse.ArgumentParser):

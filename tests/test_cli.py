@@ -91,7 +91,7 @@ def test_poll_feeds_and_items_end_to_end(httpserver: HTTPServer, tmp_path: Path)
     polled = run("--config", str(config), "poll", cwd=elsewhere)
     assert polled.returncode == 0, polled.stderr
     assert "metals" in polled.stdout and "down" in polled.stdout
-    assert "2 feeds polled: 3 new items, 0 updated, 1 failed" in polled.stdout
+    assert "2 feeds polled: 3 new items (0 linked to a story), 0 updated, 1 failed" in polled.stdout
     # The storage path is relative to the config file, not to the working directory.
     assert (tmp_path / "agg.db").exists()
 
