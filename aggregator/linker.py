@@ -42,8 +42,10 @@ from aggregator.syndication import (
 from aggregator.text import (
     credited_publishers,
     line_fingerprint,
+    link_hosts,
     paragraphs,
     prepare_body,
+    site_host,
     tokens,
 )
 
@@ -164,6 +166,7 @@ class Linker:
                 canonical_url=c.entry.canonical_url,
                 published=c.stored_published,
                 first_seen=c.first_seen,
+                html=f"{c.entry.summary_html}\n{c.entry.content_html}",
             )
             for c in wanted
         ]
@@ -193,10 +196,12 @@ class Linker:
                 ],
             )
         boilerplate = _Boilerplate(self._store, self._settings)
+        sites = self._publisher_sites()
         found: Counter[str] = Counter()
         for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
             prepared = self._prepare(item.text, boilerplate(feed.id))
             credits = credited_publishers(f"{item.title}\n{item.text}", self._publishers)
+            credits |= _linked_publishers(item.html, sites, own=feed.publisher)
             signature = self._signer.sign(prepared.shingles, prepared.lead_shingles)
             self._store.save_signature(
                 item.item_id,
@@ -225,6 +230,15 @@ class Linker:
             self._pending.append(item.item_id)
         self._prune(now)
         return found
+
+    def _publisher_sites(self) -> dict[str, str]:
+        """Host of each publisher's own site (a feed's <link>), where only one claims it."""
+        claims: dict[str, set[str]] = {}
+        for feed in self._store.feeds(in_config_only=False):
+            host = site_host(feed.site_url)
+            if host:
+                claims.setdefault(host, set()).add(feed.publisher)
+        return {host: next(iter(p)) for host, p in claims.items() if len(p) == 1}
 
     def _prepare(self, text: str, boilerplate: frozenset[str]) -> PreparedText:
         return prepare_body(
@@ -395,6 +409,20 @@ def _child(
         lag_seconds=_lag(child, parent),
         method=method,
     )
+
+
+def _linked_publishers(html: str, sites: dict[str, str], own: str) -> frozenset[str]:
+    """Publishers whose site the item links to: "read the original at ..." credits."""
+    found = set()
+    for host in link_hosts(html):
+        parts = host.split(".")
+        for start in range(len(parts) - 1):
+            publisher = sites.get(".".join(parts[start:]))
+            if publisher is not None:
+                found.add(publisher)
+                break
+    found.discard(own)
+    return frozenset(found)
 
 
 def _lag(child: Member, parent: Member) -> int:

@@ -95,6 +95,7 @@ class Feed:
     retry_after_until: datetime | None
     bozo_warning: str | None
     item_count: int = 0
+    site_url: str | None = None
 
 
 class FetchOutcome(enum.Enum):
@@ -189,6 +190,8 @@ class ItemText:
     canonical_url: str | None
     published: datetime
     first_seen: datetime
+    # The entry's HTML, for the links it makes to other publishers' sites.
+    html: str = ""
 
 
 class ChangeStatus(enum.Enum):
@@ -227,6 +230,7 @@ class FeedUpdate:
     next_check_at: datetime
     retry_after_until: datetime | None
     bozo_warning: str | None
+    site_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

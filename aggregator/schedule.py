@@ -90,4 +90,5 @@ def decide_feed_update(
         ),
         retry_after_until=retry_after_until,
         bozo_warning=bozo_warning,
+        site_url=(parsed.link if parsed is not None and parsed.link else None) or feed.site_url,
     )

@@ -535,3 +535,25 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
             or next(n for f, n in by_fold.items() if re.fullmatch(re.escape(f), hit, re.IGNORECASE))
         )
     return frozenset(found)
+
+
+_HREF = re.compile(r"""href\s*=\s*["']?(https?://[^"'\s>]+)""", re.IGNORECASE)
+
+
+def site_host(url: str | None) -> str | None:
+    """A URL's host, lower-case, without "www." (the part sites are compared by)."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+def link_hosts(html: str) -> frozenset[str]:
+    """Hosts of the http(s) links in an HTML fragment."""
+    return frozenset(h for h in (site_host(m) for m in _HREF.findall(html or "")) if h)

@@ -261,3 +261,29 @@ def test_labelled_set_meets_precision_and_recall_targets() -> None:
         if any(str(part).startswith(("p6-", "p7-", "p8-")) for part in json.dumps(pair).split('"'))
     ]
     assert wrongly_linked == []
+
+
+def test_a_link_to_a_followed_publishers_site_decides_the_parent(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    # Two earlier carriers of the same text; the late copy links to one publisher's site.
+    site_a = "<link>https://www.harrow-daily.example/</link>"
+    site_b = "<link>https://tradevane.example/</link>"
+    a = rss([item("a", ARTICLE, 0)]).replace(b"<link>https://news.example/</link>", site_a.encode())
+    b = rss([item("b", ARTICLE, 5)]).replace(b"<link>https://news.example/</link>", site_b.encode())
+    httpserver.expect_request("/a").respond_with_data(a)
+    httpserver.expect_request("/b").respond_with_data(b)
+    credit = '<p>Read the original at <a href="https://markets.harrow-daily.example/x">HD</a></p>'
+    late = item("c", [*ARTICLE], 60)
+    late["body"] += credit
+    feeds = {
+        "harrow-daily": httpserver.url_for("/a"),
+        "tradevane": httpserver.url_for("/b"),
+        "feedvault": serve(httpserver, "/c", [late]),
+    }
+    settings = settings_for(tmp_path, feeds)
+    poll_names(store, settings, "harrow-daily", "tradevane")
+    poll_names(store, settings, "feedvault")
+    items = by_feed(store)
+    assert items["feedvault"].parent_id == items["harrow-daily"].id
+    assert items["feedvault"].method == "attribution"

@@ -212,6 +212,7 @@ def test_ok_resets_errors_and_stores_new_validators() -> None:
         next_check_at=NOW + timedelta(seconds=INTERVAL),
         retry_after_until=None,
         bozo_warning=None,
+        site_url="https://fx.example/",
     )
 
 

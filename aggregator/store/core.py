@@ -338,7 +338,8 @@ class Store(LinkStore):
         self._conn.execute(
             "UPDATE feeds SET url = ?, active = ?, etag = ?, last_modified = ?, "
             "error_count = ?, last_error = ?, last_status = ?, last_polled_at = ?, "
-            "next_check_at = ?, retry_after_until = ?, bozo_warning = ? WHERE id = ?",
+            "next_check_at = ?, retry_after_until = ?, bozo_warning = ?, site_url = ? "
+            "WHERE id = ?",
             (
                 update.url,
                 int(update.active),
@@ -351,6 +352,7 @@ class Store(LinkStore):
                 format_time(update.next_check_at),
                 format_time(update.retry_after_until) if update.retry_after_until else None,
                 update.bozo_warning,
+                update.site_url,
                 feed.id,
             ),
         )
@@ -531,4 +533,5 @@ def _feed(row: dict[str, Any]) -> Feed:
         retry_after_until=parse_time(row["retry_after_until"]),
         bozo_warning=row["bozo_warning"],
         item_count=row.get("item_count") or 0,
+        site_url=row.get("site_url"),
     )

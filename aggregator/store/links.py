@@ -182,10 +182,22 @@ class LinkStore:
             chunk = list(ids[start : start + 500])
             rows = self._conn.execute(
                 "SELECT id, feed_id, title, summary_text, content_text, canonical_url, "
-                f"published, first_seen FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                "published, first_seen, summary_html, content_html "
+                f"FROM items WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for item_id, feed_id, title, summary, content, url, published, first_seen in rows:
+            for (
+                item_id,
+                feed_id,
+                title,
+                summary,
+                content,
+                url,
+                published,
+                first_seen,
+                summary_html,
+                content_html,
+            ) in rows:
                 found[item_id] = (
                     feed_id,
                     ItemText(
@@ -195,6 +207,7 @@ class LinkStore:
                         canonical_url=url,
                         published=_time(published),
                         first_seen=_time(first_seen),
+                        html=f"{summary_html}\n{content_html}",
                     ),
                 )
         return [found[i] for i in ids if i in found]

@@ -172,7 +172,13 @@ def _m002_syndication(db: sqlite_utils.Database) -> None:
     db.table("feeds").add_column("learned_items", int, not_null_default=0)
 
 
+def _m003_site_url(db: sqlite_utils.Database) -> None:
+    # The site a feed says it belongs to (<channel><link>): links to it credit the publisher.
+    db.table("feeds").add_column("site_url", str)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
+    (3, "feeds.site_url", _m003_site_url),
 )
