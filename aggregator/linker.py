@@ -68,6 +68,7 @@ class Linker:
         self._published: dict[int, datetime] = {}
         self._pending: list[int] = []
         self._last_prune: datetime | None = None
+        self._sites: dict[str, str] | None = None
         self._hints = {feed.name: feed.syndicates for feed in settings.feeds}
         # Credits can name any publisher we follow, configured now or stored earlier.
         self._publishers = sorted(
@@ -171,6 +172,8 @@ class Linker:
             for c in wanted
         ]
         fresh = {c.item_id for c in wanted if c.status is ChangeStatus.NEW}
+        # Feeds learn their site's address as they are polled: look again each poll.
+        self.refresh_sites()
         return self.link_items(feed, items, fresh, now, learn=True)
 
     def link_items(
@@ -196,7 +199,7 @@ class Linker:
                 ],
             )
         boilerplate = _Boilerplate(self._store, self._settings)
-        sites = self._publisher_sites()
+        sites = self._sites if self._sites is not None else self.refresh_sites()
         found: Counter[str] = Counter()
         for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
             prepared = self._prepare(item.text, boilerplate(feed.id))
@@ -231,14 +234,15 @@ class Linker:
         self._prune(now)
         return found
 
-    def _publisher_sites(self) -> dict[str, str]:
+    def refresh_sites(self) -> dict[str, str]:
         """Host of each publisher's own site (a feed's <link>), where only one claims it."""
         claims: dict[str, set[str]] = {}
-        for feed in self._store.feeds(in_config_only=False):
-            host = site_host(feed.site_url)
+        for publisher, site_url in self._store.publisher_sites():
+            host = site_host(site_url)
             if host:
-                claims.setdefault(host, set()).add(feed.publisher)
-        return {host: next(iter(p)) for host, p in claims.items() if len(p) == 1}
+                claims.setdefault(host, set()).add(publisher)
+        self._sites = {host: next(iter(p)) for host, p in claims.items() if len(p) == 1}
+        return self._sites
 
     def _prepare(self, text: str, boilerplate: frozenset[str]) -> PreparedText:
         return prepare_body(

@@ -6,6 +6,7 @@ odd input because it runs on untrusted feed content.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -348,7 +349,11 @@ def prepare_body(
     words = [word for chunk in line_words for word in chunk]
     prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
     lead = (prose or words)[:lead_words]
-    line_skeletons = [["#" if is_figure(w) else w for w in chunk] for chunk in line_words]
+    line_figures = tuple(frozenset(w for w in chunk if w[0].isdigit()) for chunk in line_words)
+    line_skeletons = [
+        [("#" if w in figures else w) for w in chunk]
+        for chunk, figures in zip(line_words, line_figures, strict=True)
+    ]
     skeleton = [w for chunk in line_skeletons for w in chunk]
     line_names = tuple(proper_names([line]) for line in lines)
     return PreparedText(
@@ -357,14 +362,14 @@ def prepare_body(
         words=tuple(words),
         shingles=frozenset(shingles(words, shingle_size)),
         lead_shingles=tuple(shingles(lead, shingle_size)),
-        figures=frozenset(word for word in words if is_figure(word)),
+        figures=frozenset().union(*line_figures),
         names=frozenset().union(*line_names),
         skeleton_shingles=frozenset(shingles(skeleton, shingle_size)),
         skeleton_lines=frozenset(" ".join(chunk) for chunk in line_skeletons),
         line_skeletons=tuple(
             (" ".join(chunk), frozenset(shingles(chunk, shingle_size))) for chunk in line_skeletons
         ),
-        line_figures=tuple(frozenset(w for w in chunk if is_figure(w)) for chunk in line_words),
+        line_figures=line_figures,
         line_names=line_names,
         line_subjects=tuple(
             subject_of(line) if len(chunk) >= _MIN_LEAD_LINE_WORDS else frozenset()
@@ -482,8 +487,7 @@ def proper_names(lines: Iterable[str]) -> frozenset[str]:
     """
     names: set[str] = set()
     for line in lines:
-        letters = [ch for ch in line if ch.isalpha()]
-        if letters and sum(ch.isupper() for ch in letters) > 0.6 * len(letters):
+        if line.isupper():
             continue
         openers = {m.start(1) for m in _SENTENCE_START.finditer(line)}
         for match in _CAPITALISED.finditer(line):
@@ -504,17 +508,9 @@ _CREDIT_PREFIX = (
 )
 
 
-def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
-    """Publishers (from `publishers`) that `text` credits as its source.
-
-    Recognises credit lines ("Source: X", "Author X", "Originally published on
-    X"), wire tags ("(Reuters)"), a trailing "- X" sign-off and a line that
-    is only the name, as syndicators print the origin under the headline.
-    Matching is case-insensitive; the names come back as given.
-    """
-    names = sorted({p for p in publishers if p.strip()}, key=len, reverse=True)
-    if not names or not text:
-        return frozenset()
+@functools.lru_cache(maxsize=8)
+def _credit_pattern(names: tuple[str, ...]) -> tuple[dict[str, str], re.Pattern[str]]:
+    """One compiled pattern per publisher list; the list changes only with the config."""
     by_fold = {unicodedata.normalize("NFKC", n).casefold(): n for n in names}
     alternatives = "|".join(re.escape(n) for n in by_fold)
     name = rf"(?P<name>{alternatives})"
@@ -525,6 +521,21 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
         rf"|[-\u2013\u2014]\s*{name.replace('name', 'tail')}\s*\.?\s*$)",
         re.IGNORECASE | re.MULTILINE,
     )
+    return by_fold, pattern
+
+
+def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
+    """Publishers (from `publishers`) that `text` credits as its source.
+
+    Recognises credit lines ("Source: X", "Author X", "Originally published on
+    X"), wire tags ("(Reuters)"), a trailing "- X" sign-off and a line that
+    is only the name, as syndicators print the origin under the headline.
+    Matching is case-insensitive; the names come back as given.
+    """
+    names = tuple(sorted({p for p in publishers if p.strip()}, key=len, reverse=True))
+    if not names or not text:
+        return frozenset()
+    by_fold, pattern = _credit_pattern(names)
     folded = unicodedata.normalize("NFKC", text).casefold()
     found: set[str] = set()
     for match in pattern.finditer(folded):

@@ -32,6 +32,14 @@ class LinkStore:
             (json.dumps(params, sort_keys=True), format_time(now)),
         )
 
+    def publisher_sites(self) -> list[tuple[str, str]]:
+        return [
+            (publisher, site)
+            for publisher, site in self._conn.execute(
+                "SELECT publisher, site_url FROM feeds WHERE site_url IS NOT NULL"
+            )
+        ]
+
     def signature_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM signatures").fetchone()[0])
 
