@@ -7,7 +7,6 @@ error's exit code; nothing prints a traceback unless AGGREGATOR_DEBUG is set.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +21,10 @@ from aggregator import __version__
 from aggregator.config import ENV_VAR, load_settings, parse_duration
 from aggregator.demo import DEFAULT_DEMO_DB, find_demo_dir, run_demo
 from aggregator.errors import AggregatorError, UsageError
-from aggregator.models import Feed, PollReport, Settings, StoredItem
+from aggregator.lock import DatabaseLock
+from aggregator.lock import holder as lock_holder
+from aggregator.logs import configure as configure_logging
+from aggregator.models import Feed, PollReport, Settings, StoredItem, StoreStatus
 from aggregator.pipeline import poll as run_poll
 from aggregator.pipeline import utc_now
 from aggregator.store import DEFAULT_BUSY_TIMEOUT, Store, format_time
@@ -68,6 +70,9 @@ class _State:
         if self._settings is None:
             self._settings = load_settings(self.config)
         return self._settings
+
+    def db_path(self) -> Path:
+        return Path(self.db) if self.db else self.settings().db_path
 
     def open_store(self) -> Store:
         """--db wins over [storage] path; without --db the config file is required."""
@@ -134,20 +139,27 @@ def _shorten(text: str, width: int) -> str:
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="warning",
+    help="Log messages at this level and above go to stderr "
+    "[default: info for run, warning for the rest].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
     show_default=True,
-    help="Log messages at this level and above go to stderr.",
+    help="Log lines as text, or as one JSON object per line for log collectors.",
 )
 @click.version_option(__version__, prog_name="aggregator")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, db: str | None, log_level: str) -> None:
+def cli(
+    ctx: click.Context, config: str | None, db: str | None, log_level: str | None, log_format: str
+) -> None:
     """Poll financial-news feeds, store every item in SQLite and link syndicated copies.
 
     Configuration comes from --config, else $AGGREGATOR_CONFIG, else ./config.toml.
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    default_level = "info" if ctx.invoked_subcommand == "run" else "warning"
+    configure_logging(log_level or default_level, log_format)
     ctx.obj = _State(config=config, db=db)
 
 
@@ -203,7 +215,7 @@ def poll(state: _State, names: tuple[str, ...], everything: bool, as_json: bool)
     status; `aggregator feeds` shows it.
     """
     settings = state.settings()
-    with state.open_store() as store:
+    with DatabaseLock(state.db_path(), role="poll"), state.open_store() as store:
         reports = []
         for report in run_poll(store, settings, names=names, everything=everything):
             reports.append(report)
@@ -552,6 +564,101 @@ def dedup(state: _State, rebuild: bool, since: str | None) -> None:
             found = run_rebuild(store, settings, since=cutoff, progress=advance)
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(found.items())) or "nothing"
     click.echo(f"{total} items re-linked: {summary}")
+
+
+@cli.command()
+@click.pass_obj
+def run(state: _State) -> None:
+    """Run the daemon: poll feeds as they fall due until stopped.
+
+    SIGTERM or SIGINT stops it (in-flight feeds get [daemon] shutdown_timeout to
+    commit; exit 0); SIGHUP reloads the config file. Only one daemon (or poll)
+    can work a database at a time. Logs one line per poll on stderr.
+    """
+    from aggregator.daemon import Daemon
+
+    settings = state.settings()
+    daemon = Daemon(
+        settings,
+        config_path=Path(state.config) if state.config else None,
+        db_path=state.db_path(),
+    )
+    sys.exit(daemon.run())
+
+
+def _status_json(status: StoreStatus, running: dict[str, object] | None) -> dict[str, object]:
+    return {
+        "running": running is not None,
+        "pid": (running or {}).get("pid", status.pid),
+        "host": status.host,
+        "version": status.version,
+        "started_at": _iso(status.started_at),
+        "last_tick_at": _iso(status.last_tick_at),
+        "stopped_at": _iso(status.stopped_at),
+        "feeds": status.feeds,
+        "feeds_due": status.feeds_due,
+        "feeds_in_backoff": [
+            {
+                "name": f.name,
+                "error_count": f.error_count,
+                "last_error": f.last_error,
+                "next_check_at": _iso(f.next_check_at),
+            }
+            for f in status.feeds_in_backoff
+        ],
+        "items_last_hour": status.items_last_hour,
+        "items_last_day": status.items_last_day,
+        "items_total": status.items_total,
+    }
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def status(state: _State, as_json: bool) -> None:
+    """Show the daemon's state and the store's health, from the database.
+
+    Whether a daemon runs now, since when, its last tick, feeds due now, feeds
+    backing off after errors (with their last error) and items stored in the
+    last hour and day.
+    """
+    db_path = state.db_path()
+    with state.open_store() as store:
+        current = store.status(utc_now())
+    running = lock_holder(db_path)
+    if as_json:
+        click.echo(json.dumps(_status_json(current, running), indent=2))
+        return
+    if running is not None and running.get("role") == "run":
+        click.echo(
+            f"daemon: running (pid {running.get('pid')} on {current.host}) "
+            f"since {_iso(current.started_at)}"
+        )
+    elif running is not None:
+        click.echo(f"daemon: not running; `aggregator {running.get('role')}` is polling now")
+    elif current.started_at is None:
+        click.echo("daemon: never started on this database")
+    elif current.stopped_at is None:
+        click.echo(f"daemon: not running (the run started {_iso(current.started_at)} crashed)")
+    else:
+        click.echo(f"daemon: not running (stopped {_iso(current.stopped_at)})")
+    click.echo(f"last tick: {_iso(current.last_tick_at) or '-'}")
+    click.echo(f"feeds: {current.feeds} configured, {current.feeds_due} due now")
+    click.echo(
+        f"items: {current.items_last_hour} in the last hour, {current.items_last_day} in the "
+        f"last day, {current.items_total} in all"
+    )
+    if current.feeds_in_backoff:
+        click.echo(f"backing off ({len(current.feeds_in_backoff)}):")
+        click.echo(
+            _table(
+                ("FEED", "ERRORS", "NEXT TRY", "LAST ERROR"),
+                [
+                    [f.name, f.error_count, _iso(f.next_check_at), _shorten(f.last_error or "", 70)]
+                    for f in current.feeds_in_backoff
+                ],
+            )
+        )
 
 
 @cli.command()

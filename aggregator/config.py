@@ -17,7 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
-from aggregator.models import DedupSettings, FeedConfig, PollingSettings, Settings
+from aggregator.models import (
+    DaemonSettings,
+    DedupSettings,
+    FeedConfig,
+    PollingSettings,
+    Settings,
+)
 
 ENV_VAR = "AGGREGATOR_CONFIG"
 DEFAULT_PATH = Path("config.toml")
@@ -30,7 +36,15 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _TOP_KEYS = {"storage", "polling", "daemon", "dedup", "feeds"}
 _STORAGE_KEYS = {"path", "busy_timeout"}
 _POLLING_KEYS = {"interval", "timeout", "max_bytes", "user_agent"}
-_DAEMON_KEYS = {"workers"}
+_DAEMON_KEYS = {
+    "workers",
+    "per_host",
+    "tick",
+    "shutdown_timeout",
+    "backoff_cap",
+    "respect_server_hints",
+    "metrics_port",
+}
 _FEED_KEYS = {"name", "publisher", "url", "tags", "syndicates"} | _POLLING_KEYS
 _DEDUP_FIELDS = {f.name: f for f in fields(DedupSettings)}
 
@@ -175,6 +189,7 @@ def settings_from_mapping(
         raise fail("daemon.workers", f"{workers!r} must be a whole number from 1 to 256")
 
     dedup = _dedup_settings(table(root.get("dedup", {}), "dedup", set(_DEDUP_FIELDS)), fail)
+    daemon_settings = _daemon_settings(daemon, fail)
 
     feeds_value = root.get("feeds", [])
     if not isinstance(feeds_value, list):
@@ -221,7 +236,37 @@ def settings_from_mapping(
         feeds=tuple(feeds),
         workers=workers,
         dedup=dedup,
+        daemon=daemon_settings,
     )
+
+
+def _daemon_settings(
+    values: Mapping[str, Any], fail: Callable[[str, str], ConfigError]
+) -> DaemonSettings:
+    overrides: dict[str, Any] = {}
+    for name in ("tick", "shutdown_timeout", "backoff_cap"):
+        if name in values:
+            try:
+                overrides[name] = parse_duration(values[name])
+            except ValueError as e:
+                raise fail(f"daemon.{name}", str(e)) from e
+    if "per_host" in values:
+        per_host = values["per_host"]
+        if isinstance(per_host, bool) or not isinstance(per_host, int) or not 1 <= per_host <= 64:
+            raise fail("daemon.per_host", f"{per_host!r} must be a whole number from 1 to 64")
+        overrides["per_host"] = per_host
+    if "respect_server_hints" in values:
+        if not isinstance(values["respect_server_hints"], bool):
+            raise fail("daemon.respect_server_hints", "must be true or false")
+        overrides["respect_server_hints"] = values["respect_server_hints"]
+    if "metrics_port" in values:
+        port = values["metrics_port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise fail(
+                "daemon.metrics_port", f"{port!r} must be a port number (0 picks a free one)"
+            )
+        overrides["metrics_port"] = port
+    return replace(DaemonSettings(), **overrides)
 
 
 def _string_list(

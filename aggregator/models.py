@@ -44,6 +44,18 @@ class DedupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """`[daemon]`: how `aggregator run` schedules polls (workers lives on Settings)."""
+
+    per_host: int = 2
+    tick: float = 5.0
+    shutdown_timeout: float = 30.0
+    backoff_cap: float = 6 * 3600.0
+    respect_server_hints: bool = True
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedConfig:
     """One `[[feeds]]` entry with the polling defaults already applied."""
 
@@ -68,6 +80,7 @@ class Settings:
     # How long a write waits for another process's write lock before giving up.
     busy_timeout: float = 10.0
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
     def feed(self, name: str) -> FeedConfig | None:
         return next((f for f in self.feeds if f.name == name), None)
@@ -253,6 +266,8 @@ class PollReport:
     links: int = 0
     # Time spent preparing, signing and linking items (the dedup stage).
     dedup_seconds: float = 0.0
+    # New items by relation ("original", "syndicated", ...), for metrics.
+    relations: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -293,6 +308,24 @@ class StorySummary:
     size: int
     publishers: tuple[str, ...]
     last_published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """The daemon's last recorded state and the store's health, for `aggregator status`."""
+
+    pid: int | None
+    host: str | None
+    version: str | None
+    started_at: datetime | None
+    last_tick_at: datetime | None
+    stopped_at: datetime | None
+    feeds: int
+    feeds_due: int
+    feeds_in_backoff: tuple[Feed, ...]
+    items_last_hour: int
+    items_last_day: int
+    items_total: int
 
 
 class Relation(enum.StrEnum):

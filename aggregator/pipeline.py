@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aggregator.errors import ParseError, UsageError
 from aggregator.fetch import Fetcher
@@ -30,7 +30,7 @@ from aggregator.models import (
     Settings,
 )
 from aggregator.parse import parse_feed
-from aggregator.schedule import decide_feed_update
+from aggregator.schedule import decide_feed_update, feed_jitter
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def poll(
                 url=feed.url,
                 etag=feed.etag,
                 last_modified=feed.last_modified,
-                polling=_polling_for(settings, feed),
+                polling=polling_for(settings, feed),
             )
             started[pool.submit(fetcher.fetch, request)] = (feed, clock())
         for future in as_completed(started):
@@ -97,7 +97,8 @@ def poll(
             yield store_result(store, settings, linker, feed, future.result(), started_at, clock())
 
 
-def _polling_for(settings: Settings, feed: Feed) -> PollingSettings:
+def polling_for(settings: Settings, feed: Feed) -> PollingSettings:
+    """The feed's polling settings from the current config (defaults if it left)."""
     config = settings.feed(feed.name)
     return config.polling if config is not None else settings.polling
 
@@ -123,9 +124,17 @@ def store_result(
         except ParseError as e:
             parse_error = str(e)
 
-    polling = _polling_for(settings, feed)
+    polling = polling_for(settings, feed)
     update = decide_feed_update(
-        feed, fetched, parsed, parse_error, interval=polling.interval, now=now
+        feed,
+        fetched,
+        parsed,
+        parse_error,
+        interval=polling.interval,
+        now=now,
+        backoff_cap=timedelta(seconds=settings.daemon.backoff_cap),
+        respect_server_hints=settings.daemon.respect_server_hints,
+        jitter=feed_jitter(feed.name),
     )
     entries = parsed.entries if parsed is not None else ()
     report = PollReport(
@@ -162,8 +171,19 @@ def store_result(
         items_updated=updated,
         links=links,
         dedup_seconds=dedup_seconds,
+        relations=tuple(sorted(found.items())),
         duration=fetched.elapsed + (time.monotonic() - processing_started),
     )
+    fields = {
+        "feed": final.feed,
+        "outcome": final.outcome.value,
+        "status": final.status,
+        "new": new,
+        "updated": updated,
+        "links": links,
+        "duration": round(final.duration, 3),
+        "error": final.error,
+    }
     log.info(
         "poll feed=%s outcome=%s status=%s new=%d updated=%d links=%d duration=%.2fs%s",
         final.feed,
@@ -174,5 +194,6 @@ def store_result(
         links,
         final.duration,
         f" error={final.error!r}" if final.error else "",
+        extra={"poll": fields},
     )
     return final

@@ -6,12 +6,25 @@ as arguments so every rule is a plain table-driven unit test.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from datetime import datetime, timedelta
 
 from aggregator.models import Feed, FeedUpdate, FetchOutcome, FetchResult, ParsedFeed
 
 BACKOFF_CAP = timedelta(hours=6)
 RETRY_AFTER_CAP = timedelta(days=2)
+# A feed's <ttl> or Cache-Control max-age may slow polling down, but not below once a day.
+SERVER_HINT_CAP = timedelta(days=1)
+# Each feed's interval is stretched or shrunk by up to this share, the same way every
+# time: feeds started together drift apart instead of polling in lockstep forever.
+JITTER_SHARE = 0.1
+
+
+def feed_jitter(name: str) -> float:
+    """A fixed number in [-1, 1) for a feed name (stable across runs and machines)."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**63 - 1.0
 
 
 def next_check_at(
@@ -21,18 +34,25 @@ def next_check_at(
     error_count: int,
     retry_after: float | None = None,
     backoff_cap: timedelta = BACKOFF_CAP,
+    server_hint: float | None = None,
+    jitter: float = 0.0,
 ) -> datetime:
-    """When to poll next: the interval, doubled per consecutive error up to a cap.
+    """When to poll next.
 
-    The cap never shortens the feed's own interval, and a server's Retry-After
-    (capped at two days) is a lower bound. A failing feed is never dropped.
+    The interval (stretched by the feed's fixed jitter), doubled per consecutive
+    error up to `backoff_cap` (never below the interval itself); the server's
+    own hint (<ttl>, max-age; capped at a day) and Retry-After (capped at two
+    days) are lower bounds. A failing feed is never dropped.
     """
     # Arithmetic in float seconds: capping before building a timedelta keeps huge
-    # error counts and absurd Retry-After values from overflowing it.
-    delay = interval
+    # error counts and absurd server values from overflowing it.
+    base = interval * (1.0 + JITTER_SHARE * max(-1.0, min(1.0, jitter)))
+    delay = base
     if error_count > 0:
-        ceiling = max(backoff_cap.total_seconds(), interval)
-        delay = min(interval * 2.0 ** min(error_count - 1, 64), ceiling)
+        ceiling = max(backoff_cap.total_seconds(), base)
+        delay = min(base * 2.0 ** min(error_count - 1, 64), ceiling)
+    if server_hint is not None and math.isfinite(server_hint) and server_hint > 0:
+        delay = max(delay, min(server_hint, SERVER_HINT_CAP.total_seconds()))
     if retry_after is not None and retry_after > 0:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP.total_seconds()))
     return now + timedelta(seconds=delay)
@@ -46,6 +66,9 @@ def decide_feed_update(
     *,
     interval: float,
     now: datetime,
+    backoff_cap: timedelta = BACKOFF_CAP,
+    respect_server_hints: bool = True,
+    jitter: float = 0.0,
 ) -> FeedUpdate:
     """Turn (stored feed, what this poll saw, now) into the feed's next state."""
     outcome = fetched.outcome
@@ -87,8 +110,17 @@ def decide_feed_update(
             interval=interval,
             error_count=error_count,
             retry_after=fetched.retry_after,
+            backoff_cap=backoff_cap,
+            server_hint=_server_hint(fetched, parsed) if respect_server_hints else None,
+            jitter=jitter,
         ),
         retry_after_until=retry_after_until,
         bozo_warning=bozo_warning,
         site_url=(parsed.link if parsed is not None and parsed.link else None) or feed.site_url,
     )
+
+
+def _server_hint(fetched: FetchResult, parsed: ParsedFeed | None) -> float | None:
+    """The longer of the feed's <ttl> and the response's max-age, if either was given."""
+    hints = [h for h in (fetched.max_age, parsed.ttl if parsed else None) if h is not None]
+    return max(hints) if hints else None

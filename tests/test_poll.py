@@ -15,6 +15,7 @@ from werkzeug import Request, Response
 
 from aggregator.models import FetchOutcome, PollReport, Settings
 from aggregator.pipeline import poll
+from aggregator.schedule import JITTER_SHARE, feed_jitter
 from aggregator.store import Store
 from tests.feeds import NOW, make_settings, market_items, rss
 
@@ -55,7 +56,9 @@ def test_200_stores_items_and_second_poll_of_unchanged_feed_adds_nothing(
         f"https://news.example/markets/copper-{n}?utm_source=rss" for n in range(3)
     }
     feed = store.feeds()[0]
-    assert feed.next_check_at == NOW + timedelta(minutes=15)
+    # The interval, stretched by the feed's fixed jitter (at most 10%).
+    expected = 15 * 60 * (1 + JITTER_SHARE * feed_jitter("desk"))
+    assert feed.next_check_at == NOW + timedelta(seconds=int(expected))
     assert feed.error_count == 0
 
 
@@ -240,7 +243,8 @@ def test_http_errors_are_recorded_on_the_feed(
         poll_once(store, settings)
         feed = store.feeds()[0]
         assert feed.error_count == 2
-        assert feed.next_check_at == NOW + timedelta(minutes=30)
+        expected = 2 * 15 * 60 * (1 + JITTER_SHARE * feed_jitter("desk"))
+        assert feed.next_check_at == NOW + timedelta(seconds=int(expected))
     else:
         assert store.due_feeds(NOW + timedelta(days=30)) == []
 

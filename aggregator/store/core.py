@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from aggregator.models import (
     ParsedEntry,
     PollReport,
     StoredItem,
+    StoreStatus,
     StorySummary,
 )
 from aggregator.store.links import LinkStore
@@ -460,6 +461,68 @@ class Store(LinkStore):
                 )
             )
         return summaries
+
+    # -- the daemon -------------------------------------------------------------
+
+    def daemon_started(self, pid: int, host: str, version: str, now: datetime) -> None:
+        with self._transaction("write to"):
+            self._conn.execute(
+                "INSERT INTO daemon_state (id, pid, host, version, started_at, last_tick_at, "
+                "stopped_at) VALUES (1, ?, ?, ?, ?, NULL, NULL) ON CONFLICT(id) DO UPDATE SET "
+                "pid = excluded.pid, host = excluded.host, version = excluded.version, "
+                "started_at = excluded.started_at, last_tick_at = NULL, stopped_at = NULL",
+                (pid, host, version, format_time(now)),
+            )
+
+    def daemon_ticked(self, now: datetime) -> None:
+        with self._transaction("write to"):
+            self._conn.execute(
+                "UPDATE daemon_state SET last_tick_at = ? WHERE id = 1", (format_time(now),)
+            )
+
+    def daemon_stopped(self, now: datetime) -> None:
+        with self._transaction("write to"):
+            self._conn.execute(
+                "UPDATE daemon_state SET stopped_at = ? WHERE id = 1", (format_time(now),)
+            )
+
+    def status(self, now: datetime) -> StoreStatus:
+        """What `aggregator status` shows, read in one go."""
+        state = self._read("SELECT * FROM daemon_state WHERE id = 1")
+        stamp = format_time(now)
+        due = self._read(
+            "SELECT count(*) AS n FROM feeds WHERE in_config = 1 AND active = 1 "
+            "AND (next_check_at IS NULL OR next_check_at <= ?) "
+            "AND (retry_after_until IS NULL OR retry_after_until <= ?)",
+            [stamp, stamp],
+        )[0]["n"]
+        backoff = [
+            _feed(row)
+            for row in self._read(
+                f"{self._FEED_SELECT} WHERE in_config = 1 AND error_count > 0 "
+                "ORDER BY error_count DESC, name"
+            )
+        ]
+        counts = self._read(
+            "SELECT sum(first_seen >= ?) AS hour, sum(first_seen >= ?) AS day, count(*) AS total "
+            "FROM items",
+            [format_time(now - timedelta(hours=1)), format_time(now - timedelta(days=1))],
+        )[0]
+        row = state[0] if state else {}
+        return StoreStatus(
+            pid=row.get("pid"),
+            host=row.get("host"),
+            version=row.get("version"),
+            started_at=parse_time(row.get("started_at")),
+            last_tick_at=parse_time(row.get("last_tick_at")),
+            stopped_at=parse_time(row.get("stopped_at")),
+            feeds=len(self.feeds()),
+            feeds_due=int(due),
+            feeds_in_backoff=tuple(backoff),
+            items_last_hour=int(counts["hour"] or 0),
+            items_last_day=int(counts["day"] or 0),
+            items_total=int(counts["total"] or 0),
+        )
 
     def count(self, table: str) -> int:
         if table not in ("feeds", "items", "fetches"):

@@ -177,8 +177,26 @@ def _m003_site_url(db: sqlite_utils.Database) -> None:
     db.table("feeds").add_column("site_url", str)
 
 
+def _m004_daemon_state(db: sqlite_utils.Database) -> None:
+    # One row: what `aggregator status` reports about the daemon.
+    db.table("daemon_state").create(
+        {
+            "id": int,
+            "pid": int,
+            "host": str,
+            "version": str,
+            "started_at": str,
+            "last_tick_at": str,
+            "stopped_at": str,
+        },
+        pk="id",
+    )
+    db.table("items").create_index(["first_seen"])
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
     (3, "feeds.site_url", _m003_site_url),
+    (4, "daemon_state", _m004_daemon_state),
 )

@@ -1,0 +1,253 @@
+"""`aggregator run`: the long-running poller. The only apscheduler importer.
+
+One coordinator thread (the caller's) owns the store and does all writing;
+APScheduler only ticks, putting a message on the coordinator's queue; fetches
+run on a bounded thread pool and post their results back to the same queue.
+The database decides what is due (`feeds.next_check_at`), so a restart, a
+crash or `aggregator poll` from cron all pick up exactly where things stand.
+
+Messages: TICK (dispatch due feeds), RESULT (store one fetched feed), RELOAD
+(SIGHUP: re-read config.toml), STOP (SIGTERM/SIGINT: stop taking work, let
+in-flight feeds commit, exit within `shutdown_timeout`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from aggregator import __version__
+from aggregator.config import load_settings
+from aggregator.errors import AggregatorError
+from aggregator.fetch import Fetcher
+from aggregator.linker import Linker
+from aggregator.lock import DatabaseLock
+from aggregator.metrics import Metrics
+from aggregator.models import Feed, FetchRequest, FetchResult, Settings
+from aggregator.pipeline import Clock, polling_for, store_result, utc_now
+from aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    feed: Feed
+    started_at: datetime
+    future: Future[FetchResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    name: str
+
+
+_Message = _Tick | _Result | _Signal
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None,
+        db_path: Path,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._config_path = config_path
+        self._db_path = db_path
+        self._clock = clock
+        self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._in_flight: dict[int, str] = {}
+        self._stopping = False
+        self.metrics_port: int | None = None
+
+    # -- signals ------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # SimpleQueue.put is safe to call from a signal handler.
+        self._queue.put(_Signal(signal.Signals(signum).name))
+
+    def stop(self) -> None:
+        """Ask a running daemon to stop (from another thread), as SIGTERM would."""
+        self._queue.put(_Signal("SIGTERM"))
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        with (
+            DatabaseLock(self._db_path, role="run"),
+            Store.open(self._db_path, busy_timeout=self._settings.busy_timeout) as store,
+        ):
+            return self._run(store)
+
+    def _run(self, store: Store) -> int:
+        settings = self._settings
+        now = self._clock()
+        store.sync_feeds(settings.feeds, now)
+        store.daemon_started(os.getpid(), socket.gethostname(), __version__, now)
+        linker = Linker(store, settings)
+        metrics = Metrics()
+        if settings.daemon.metrics_port is not None:
+            self.metrics_port = metrics.serve(settings.daemon.metrics_port)
+            log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
+
+        previous = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            lambda: self._queue.put(_Tick()),
+            "interval",
+            seconds=settings.daemon.tick,
+            id="tick",
+            coalesce=True,
+            max_instances=1,
+            # A tick that could not run on time is dropped, never queued up behind others.
+            misfire_grace_time=max(1, int(settings.daemon.tick)),
+            next_run_time=datetime.now().astimezone(),
+        )
+        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fetch")
+        fetcher = Fetcher()
+        scheduler.start()
+        log.info(
+            "daemon started: %d feeds, tick %gs, %d workers, %d per host",
+            len(settings.feeds),
+            settings.daemon.tick,
+            settings.workers,
+            settings.daemon.per_host,
+        )
+        deadline: float | None = None
+        try:
+            while True:
+                if self._stopping and not self._in_flight:
+                    break
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    log.warning(
+                        "shutdown timeout: %d feeds still fetching are abandoned "
+                        "(they are fetched again next start)",
+                        len(self._in_flight),
+                    )
+                    break
+                try:
+                    message = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    continue
+                if isinstance(message, _Tick):
+                    if not self._stopping:
+                        self._dispatch(store, pool, fetcher)
+                elif isinstance(message, _Result):
+                    self._store(store, linker, metrics, message)
+                elif message.name == "SIGHUP":
+                    linker = self._reload(store, linker)
+                elif not self._stopping:
+                    log.info(
+                        "%s: stopping; %d feeds in flight get %gs to finish",
+                        message.name,
+                        len(self._in_flight),
+                        settings.daemon.shutdown_timeout,
+                    )
+                    self._stopping = True
+                    scheduler.pause()
+                    deadline = time.monotonic() + self._settings.daemon.shutdown_timeout
+        finally:
+            scheduler.shutdown(wait=False)
+            pool.shutdown(wait=False, cancel_futures=True)
+            fetcher.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            store.daemon_stopped(self._clock())
+            log.info("daemon stopped")
+        return 0
+
+    def _dispatch(self, store: Store, pool: ThreadPoolExecutor, fetcher: Fetcher) -> None:
+        settings = self._settings
+        now = self._clock()
+        store.daemon_ticked(now)
+        per_host = Counter(self._in_flight.values())
+        for feed in store.due_feeds(now):
+            if len(self._in_flight) >= settings.workers:
+                break
+            if feed.id in self._in_flight:
+                continue
+            host = (urlsplit(feed.url).hostname or "").lower()
+            if per_host[host] >= settings.daemon.per_host:
+                continue
+            request = FetchRequest(
+                url=feed.url,
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+                polling=polling_for(settings, feed),
+            )
+            future = pool.submit(fetcher.fetch, request)
+            self._in_flight[feed.id] = host
+            per_host[host] += 1
+            started_at = now
+
+            def done(
+                finished: Future[FetchResult], feed: Feed = feed, started: datetime = started_at
+            ) -> None:
+                self._queue.put(_Result(feed, started, finished))
+
+            future.add_done_callback(done)
+
+    def _store(self, store: Store, linker: Linker, metrics: Metrics, message: _Result) -> None:
+        try:
+            fetched = message.future.result()
+            report = store_result(
+                store, self._settings, linker, message.feed, fetched, message.started_at,
+                self._clock(),
+            )  # fmt: skip
+            metrics.observe(report)
+        except AggregatorError as e:
+            # A locked or failing database must not kill the daemon: the feed stays
+            # due and is fetched again on a later tick.
+            log.error("could not store %s: %s", message.feed.name, e)
+        except Exception:
+            log.exception("unexpected error storing %s", message.feed.name)
+        finally:
+            self._in_flight.pop(message.feed.id, None)
+
+    def _reload(self, store: Store, linker: Linker) -> Linker:
+        try:
+            fresh = load_settings(self._config_path)
+        except AggregatorError as e:
+            log.error("SIGHUP: new configuration not loaded, keeping the old one: %s", e)
+            return linker
+        if fresh.dedup != self._settings.dedup:
+            log.warning("SIGHUP: [dedup] changes take effect after a restart")
+            fresh = replace(fresh, dedup=self._settings.dedup)
+        if fresh.db_path.resolve() != self._settings.db_path.resolve():
+            log.warning("SIGHUP: [storage] changes take effect after a restart")
+        store.sync_feeds(fresh.feeds, self._clock())
+        old = {f.name for f in self._settings.feeds}
+        new = {f.name for f in fresh.feeds}
+        self._settings = replace(fresh, db_path=self._settings.db_path)
+        log.info(
+            "SIGHUP: configuration reloaded: %d feeds (%d added, %d removed)",
+            len(new),
+            len(new - old),
+            len(old - new),
+        )
+        return Linker(store, self._settings) if new != old else linker
