@@ -94,11 +94,20 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------
 
     def run(self) -> int:
-        with (
-            DatabaseLock(self._db_path, role="run"),
-            Store.open(self._db_path, busy_timeout=self._settings.busy_timeout) as store,
-        ):
-            return self._run(store)
+        # Handlers first: a SIGTERM while the store opens is queued, then honoured.
+        previous = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            with (
+                DatabaseLock(self._db_path, role="run"),
+                Store.open(self._db_path, busy_timeout=self._settings.busy_timeout) as store,
+            ):
+                return self._run(store)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _run(self, store: Store) -> int:
         settings = self._settings
@@ -111,10 +120,6 @@ class Daemon:
             self.metrics_port = metrics.serve(settings.daemon.metrics_port)
             log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
 
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(
             lambda: self._queue.put(_Tick()),
@@ -175,8 +180,6 @@ class Daemon:
             scheduler.shutdown(wait=False)
             pool.shutdown(wait=False, cancel_futures=True)
             fetcher.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             store.daemon_stopped(self._clock())
             log.info("daemon stopped")
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import socket
 import time
 import zlib
@@ -58,7 +59,7 @@ def test_200_stores_items_and_second_poll_of_unchanged_feed_adds_nothing(
     feed = store.feeds()[0]
     # The interval, stretched by the feed's fixed jitter (at most 10%).
     expected = 15 * 60 * (1 + JITTER_SHARE * feed_jitter("desk"))
-    assert feed.next_check_at == NOW + timedelta(seconds=int(expected))
+    assert feed.next_check_at == NOW + timedelta(seconds=math.ceil(expected))
     assert feed.error_count == 0
 
 
@@ -244,7 +245,7 @@ def test_http_errors_are_recorded_on_the_feed(
         feed = store.feeds()[0]
         assert feed.error_count == 2
         expected = 2 * 15 * 60 * (1 + JITTER_SHARE * feed_jitter("desk"))
-        assert feed.next_check_at == NOW + timedelta(seconds=int(expected))
+        assert feed.next_check_at == NOW + timedelta(seconds=math.ceil(expected))
     else:
         assert store.due_feeds(NOW + timedelta(days=30)) == []
 

@@ -33,7 +33,7 @@ from aggregator.models import (
 )
 from aggregator.store.links import LinkStore
 from aggregator.store.schema import MIGRATIONS
-from aggregator.store.times import format_time, parse_time
+from aggregator.store.times import format_time, format_time_ceil, parse_time
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 
@@ -350,8 +350,8 @@ class Store(LinkStore):
                 update.last_error,
                 update.last_status,
                 stamp,
-                format_time(update.next_check_at),
-                format_time(update.retry_after_until) if update.retry_after_until else None,
+                format_time_ceil(update.next_check_at),
+                format_time_ceil(update.retry_after_until) if update.retry_after_until else None,
                 update.bozo_warning,
                 update.site_url,
                 feed.id,

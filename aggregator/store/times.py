@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -16,3 +16,10 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def format_time_ceil(value: datetime) -> str:
+    """Like format_time, rounded up: a "not before" time must never come early."""
+    if value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    return format_time(value)
