@@ -9,14 +9,17 @@ import random
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -313,3 +316,62 @@ def test_deploy_doc_commands_are_the_ones_tests_run(tmp_path: Path) -> None:
         assert result.returncode == 0, (kind, result.stderr)
     assert "ExecReload=/bin/kill -HUP $MAINPID" in DEPLOY
     assert os.path.basename(documented("docker", config)[0]) == "aggregator"
+
+
+class _SlowFeeds(BaseHTTPRequestHandler):
+    """Every path is a small feed answered after 0.4 s; counts requests in flight."""
+
+    active = 0
+    peak = 0
+    total = 0
+    guard = threading.Lock()
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.guard:
+            cls.active += 1
+            cls.total += 1
+            cls.peak = max(cls.peak, cls.active)
+        try:
+            time.sleep(0.4)
+            body = rss([{"guid": self.path, "title": self.path, "date": rfc822(datetime.now(UTC))}])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        finally:
+            with cls.guard:
+                cls.active -= 1
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_per_host_limit_and_metrics_endpoint(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFeeds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    config = write_config(
+        tmp_path / "config.toml",
+        {f"desk{n}": f"{base}/feed{n}" for n in range(8)},
+        per_host="2",
+        metrics_port=str(metrics_port),
+    )
+    daemon = start(config, tmp_path / "daemon.log")
+    try:
+        assert wait_for(lambda: _SlowFeeds.total >= 8, 15)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            exposition = r.read().decode()
+    finally:
+        code, _ = stop(daemon)
+        server.shutdown()
+    assert code == 0
+    # Eight feeds on one host, two at a time at most.
+    assert _SlowFeeds.peak == 2
+    assert re.search(r'^aggregator_polls_total\{outcome="ok"\} [1-9]', exposition, re.M)
+    assert re.search(r'^aggregator_items_total\{kind="new"\} [1-9]', exposition, re.M)
+    assert "aggregator_poll_duration_seconds_bucket" in exposition

@@ -12,6 +12,7 @@ from aggregator.schedule import (
     BACKOFF_CAP,
     RETRY_AFTER_CAP,
     decide_feed_update,
+    feed_jitter,
     next_check_at,
 )
 
@@ -381,3 +382,47 @@ def test_decide_feed_update_does_not_change_the_feed() -> None:
     before = replace(feed)
     decide(feed, make_result(FetchOutcome.HTTP_ERROR, error="boom"))
     assert feed == before
+
+
+# --- jitter, server hints and the configurable cap (daemon issue) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "delay"),
+    [
+        ({"interval": 600, "error_count": 0, "jitter": 1.0}, 660),
+        ({"interval": 600, "error_count": 0, "jitter": -1.0}, 540),
+        ({"interval": 600, "error_count": 0, "jitter": 5.0}, 660),
+        ({"interval": 600, "error_count": 0, "server_hint": 3600}, 3600),
+        ({"interval": 600, "error_count": 0, "server_hint": 60}, 600),
+        ({"interval": 600, "error_count": 0, "server_hint": 10**9}, 86400),
+        ({"interval": 600, "error_count": 0, "server_hint": float("inf")}, 600),
+        ({"interval": 600, "error_count": 3, "backoff_cap": timedelta(minutes=30)}, 1800),
+        ({"interval": 600, "error_count": 2, "backoff_cap": timedelta(minutes=30)}, 1200),
+        ({"interval": 600, "error_count": 9, "retry_after": 7200}, 6 * 3600),
+        ({"interval": 600, "error_count": 1, "retry_after": 7200}, 7200),
+        ({"interval": 600, "error_count": 1, "server_hint": 900, "retry_after": 30}, 900),
+    ],
+)
+def test_next_check_at_jitter_hints_and_cap(kwargs: dict[str, object], delay: float) -> None:
+    assert next_check_at(now=NOW, **kwargs) == NOW + timedelta(seconds=delay)  # type: ignore[arg-type]
+
+
+def test_feed_jitter_is_stable_and_spread() -> None:
+    names = [f"feed-{n}" for n in range(2000)]
+    values = [feed_jitter(name) for name in names]
+    assert values == [feed_jitter(name) for name in names]
+    assert all(-1.0 <= v < 1.0 for v in values)
+    # Spread over the whole range: every tenth of it holds some feeds.
+    assert len({int((v + 1) * 5) for v in values}) == 10
+
+
+@pytest.mark.parametrize("respect", [True, False])
+def test_decide_uses_ttl_and_max_age_only_when_asked(respect: bool) -> None:
+    feed = make_feed()
+    fetched = replace(make_result(FetchOutcome.OK), max_age=1200.0)
+    parsed = replace(PARSED, ttl=3000.0)
+    update = decide_feed_update(
+        feed, fetched, parsed, None, interval=600, now=NOW, respect_server_hints=respect
+    )
+    assert update.next_check_at == NOW + timedelta(seconds=3000 if respect else 600)
