@@ -6,6 +6,8 @@ error's exit code; nothing prints a traceback unless AGGREGATOR_DEBUG is set.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
@@ -27,7 +29,7 @@ from aggregator.logs import configure as configure_logging
 from aggregator.models import Feed, PollReport, Settings, StoredItem, StoreStatus
 from aggregator.pipeline import poll as run_poll
 from aggregator.pipeline import utc_now
-from aggregator.store import DEFAULT_BUSY_TIMEOUT, Store, format_time
+from aggregator.store import DEFAULT_BUSY_TIMEOUT, ItemFilter, Store, format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -337,66 +339,301 @@ def _lag(seconds: int | None) -> str:
     return f"{sign}{hours // 24}d{hours % 24:02d}h"
 
 
+def _output_options(func: F) -> F:
+    """--json / --jsonl / --csv, shared by every listing command; a table otherwise."""
+    for flag, text in (
+        ("--csv", "Print CSV with a header row."),
+        ("--jsonl", "Print one JSON object per line."),
+        ("--json", "Print a JSON array."),
+    ):
+        func = click.option(flag, "output", flag_value=flag.lstrip("-"), help=text)(func)
+    return func
+
+
+def _emit(output: str | None, records: list[dict[str, object]], table: Callable[[], str]) -> None:
+    if output == "json":
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif output == "jsonl":
+        for record in records:
+            click.echo(json.dumps(record, ensure_ascii=False))
+    elif output == "csv":
+        if not records:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(
+                {
+                    k: ";".join(map(str, v)) if isinstance(v, list | tuple) else v
+                    for k, v in record.items()
+                }
+            )
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo(table())
+
+
+_RELATIONS = ("original", "syndicated", "version", "duplicate")
+
+
+def _filter_options(func: F) -> F:
+    """The item filters shared by items, search and export."""
+    options = [
+        click.option(
+            "--since", metavar="AGE|ISO", help="Published within this age (24h, 7d) or after."
+        ),
+        click.option("--until", metavar="AGE|ISO", help="Published before this age or time."),
+        click.option(
+            "--publisher", "publishers", multiple=True, metavar="P", help="Only this publisher."
+        ),
+        click.option("--feed", "names", multiple=True, metavar="NAME", help="Only this feed."),
+        click.option("--tag", "tags", multiple=True, metavar="T", help="Only feeds with this tag."),
+        click.option(
+            "--ticker", "tickers", multiple=True, metavar="SYM", help="Items mentioning SYM."
+        ),
+        click.option(
+            "--relation", type=click.Choice(_RELATIONS), help="Only items with this relation."
+        ),
+        click.option("--originals", is_flag=True, help="One row per story: its original."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _item_filter(store: Store, now: datetime, **options: Any) -> ItemFilter:
+    names = tuple(options.get("names") or ())
+    if names:
+        known = {f.name for f in store.feeds(in_config_only=False)}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise UsageError(f"unknown feed {', '.join(map(repr, unknown))}")
+    return ItemFilter(
+        since=_since(options.get("since"), now),
+        until=_since(options.get("until"), now),
+        publishers=tuple(options.get("publishers") or ()),
+        feeds=names,
+        tags=tuple(options.get("tags") or ()),
+        tickers=tuple(options.get("tickers") or ()),
+        relation=options.get("relation"),
+        originals=bool(options.get("originals")),
+    )
+
+
+def _limit_option(func: F) -> F:
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=0),
+        default=50,
+        show_default=True,
+        help="Rows to show; 0 means no limit.",
+    )(func)
+
+
+def _items_table(rows: Sequence[StoredItem]) -> str:
+    if not rows:
+        return "no items"
+    return _table(
+        ("ID", "PUBLISHED", "FEED", "STORY", "RELATION", "TITLE"),
+        [
+            [
+                i.id,
+                _iso(i.published),
+                i.feed,
+                i.story_id if i.story_size > 1 else "",
+                i.relation if i.story_size > 1 else "",
+                _shorten(i.title or "(no title)", 80),
+            ]
+            for i in rows
+        ],
+    )
+
+
 @cli.command()
-@click.option("--feed", "names", multiple=True, metavar="NAME", help="Only this feed (repeatable).")
-@click.option(
-    "--since", metavar="AGE|ISO", help="Published within this age (24h, 7d) or after this time."
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="Rows to show; 0 means no limit.",
-)
-@click.option("--originals", is_flag=True, help="One row per story: only each story's original.")
-@_json_option
+@_filter_options
+@_limit_option
+@_output_options
 @click.pass_obj
-def items(
-    state: _State,
-    names: tuple[str, ...],
-    since: str | None,
-    limit: int,
-    originals: bool,
-    as_json: bool,
-) -> None:
+def items(state: _State, /, limit: int, output: str | None, **filters: Any) -> None:
     """List stored items, newest first, with their place in a story.
 
     RELATION is `original` for a story's first item (or an item with no copies),
     else `syndicated`, `version` or `duplicate`; STORY is the id of the original.
     """
-    cutoff = _since(since, utc_now())
     with state.open_store() as store:
-        if names:
-            known = {f.name for f in store.feeds(in_config_only=False)}
-            unknown = sorted(set(names) - known)
-            if unknown:
-                raise UsageError(f"unknown feed {', '.join(map(repr, unknown))}")
-        rows = store.items(
-            feeds=names or None, since=cutoff, limit=limit or None, originals_only=originals
+        rows = store.filtered_items(_item_filter(store, utc_now(), **filters), limit or None)
+    _emit(output, [_item_json(i) for i in rows], lambda: _items_table(rows))
+
+
+@cli.command()
+@click.argument("query")
+@_filter_options
+@_limit_option
+@_output_options
+@click.pass_obj
+def search(state: _State, /, query: str, limit: int, output: str | None, **filters: Any) -> None:
+    """Full-text search over titles and bodies, best matches first.
+
+    Plain words must all appear (any form: "magnets" finds "magnet"); FTS5
+    syntax works too: "an exact phrase", OR, NOT, NEAR(a b, 5), prefix*.
+    Matches are marked «like this» in the snippet.
+    """
+    with state.open_store() as store:
+        hits = store.search(query, _item_filter(store, utc_now(), **filters), limit or None)
+    records = [{**_item_json(h.item), "snippet": h.snippet, "rank": round(h.rank, 4)} for h in hits]
+
+    def table() -> str:
+        if not hits:
+            return "no matches"
+        lines = []
+        for hit in hits:
+            item = hit.item
+            lines.append(
+                f"[{item.id}] {_iso(item.published)}  {item.publisher}  {_shorten(item.title, 80)}"
+            )
+            lines.append(f"    {_shorten(' '.join(hit.snippet.split()), 150)}")
+        return "\n".join(lines)
+
+    _emit(output, records, table)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "atom", "rss"]),
+    required=True,
+    help="jsonl/csv: one record per item (per story with --collapse); atom/rss: a feed "
+    "with one entry per story, the original's link and the copies as related links.",
+)
+@click.option(
+    "--output",
+    required=True,
+    metavar="PATH",
+    help="File to write (strftime fields allowed: news-%Y%m%d-%H%M.jsonl); - for stdout.",
+)
+@click.option(
+    "--cursor",
+    metavar="NAME",
+    help="Incremental: only items stored or changed since the last successful run "
+    "with this cursor (the first run exports everything).",
+)
+@click.option("--collapse", is_flag=True, help="One record per story, with its copies listed.")
+@_filter_options
+@click.pass_obj
+def export(
+    state: _State,
+    /,
+    fmt: str,
+    output: str,
+    cursor: str | None,
+    collapse: bool,
+    **filters: Any,
+) -> None:
+    """Write stored items to a file for other tools, e.g. hourly from cron.
+
+    The file is written to a temporary name, synced and renamed into place; the
+    cursor moves only after that. A run with nothing new writes nothing (exit 0).
+    """
+    from aggregator.export import run_export
+
+    now = utc_now()
+    with state.open_store() as store:
+        result = run_export(
+            store,
+            fmt=fmt,
+            output=output,
+            cursor=cursor,
+            collapse=collapse,
+            filters=_item_filter(store, now, **filters),
+            now=now,
         )
+    if result.path is None:
+        click.echo("nothing new to export" if cursor else "no items match", err=True)
+    elif result.path != "-":
+        click.echo(
+            f"wrote {result.items} items ({result.stories} stories) to {result.path}", err=True
+        )
+
+
+@cli.command()
+@click.option("--since", metavar="AGE|ISO", default="30d", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@_json_option
+@click.pass_obj
+def stats(state: _State, since: str, top: int, as_json: bool) -> None:
+    """Items per publisher, who republishes whom (and how fast), most-copied stories.
+
+    The syndication matrix counts `syndicated` links from the publisher copied
+    (SOURCE) to the one copying (COPIER), with the median lag between them.
+    """
+    with state.open_store() as store:
+        result = store.stats(_since(since, utc_now()), top)
     if as_json:
-        click.echo(json.dumps([_item_json(i) for i in rows], indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "publishers": [
+                        {"publisher": p, "items": n, "originals_copied": c}
+                        for p, n, c in result.items_by_publisher
+                    ],
+                    "matrix": [
+                        {
+                            "source": m.source,
+                            "copier": m.copier,
+                            "copies": m.copies,
+                            "median_lag_seconds": m.median_lag_seconds,
+                        }
+                        for m in result.matrix
+                    ],
+                    "top_stories": [
+                        {"story_id": i, "items": n, "publisher": p, "title": t}
+                        for i, n, p, t in result.top_stories
+                    ],
+                    "feeds_in_error": [
+                        {"feed": f, "error_count": n, "last_error": e}
+                        for f, n, e in result.feeds_in_error
+                    ],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
-    if not rows:
-        click.echo("no items")
-        return
+    click.echo(_table(("PUBLISHER", "ITEMS", "ORIGINALS COPIED"), list(result.items_by_publisher)))
+    click.echo("")
+    click.echo("Syndication (who copies whom):")
     click.echo(
         _table(
-            ("ID", "PUBLISHED", "FEED", "STORY", "RELATION", "TITLE"),
+            ("SOURCE", "COPIER", "COPIES", "MEDIAN LAG"),
             [
-                [
-                    i.id,
-                    _iso(i.published),
-                    i.feed,
-                    i.story_id if i.story_size > 1 else "",
-                    i.relation if i.story_size > 1 else "",
-                    _shorten(i.title or "(no title)", 80),
-                ]
-                for i in rows
+                [m.source, m.copier, m.copies, _lag(int(m.median_lag_seconds))]
+                for m in result.matrix
             ],
         )
+        if result.matrix
+        else "no syndicated copies yet"
     )
+    click.echo("")
+    click.echo("Most-copied stories:")
+    click.echo(
+        _table(
+            ("STORY", "ITEMS", "ORIGINAL", "TITLE"),
+            [[i, n, p, _shorten(t, 70)] for i, n, p, t in result.top_stories],
+        )
+        if result.top_stories
+        else "none"
+    )
+    if result.feeds_in_error:
+        click.echo("")
+        click.echo("Feeds in error:")
+        click.echo(
+            _table(
+                ("FEED", "ERRORS", "LAST ERROR"),
+                [[f, n, _shorten(e, 70)] for f, n, e in result.feeds_in_error],
+            )
+        )
 
 
 def _chain_lines(story: list[StoredItem], marked: int | None = None) -> list[str]:

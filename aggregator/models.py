@@ -173,6 +173,8 @@ class ParsedEntry:
     content_text: str
     categories: tuple[str, ...]
     content_hash: str
+    # Instrument mentions: "AAPL", "EUR/USD", "BTC".
+    tickers: tuple[str, ...] = ()
 
     @property
     def body_text(self) -> str:
@@ -300,6 +302,10 @@ class StoredItem:
     method: str | None
     # Items in this item's story, itself included (1 for a story of one).
     story_size: int = 1
+    tickers: tuple[str, ...] = ()
+    canonical_url: str | None = None
+    # The change number of the last write to this item (export cursors compare it).
+    change_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

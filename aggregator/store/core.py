@@ -32,16 +32,12 @@ from aggregator.models import (
     StorySummary,
 )
 from aggregator.store.links import LinkStore
+from aggregator.store.queries import QueryStore
+from aggregator.store.records import required_time, stored_item
 from aggregator.store.schema import MIGRATIONS
 from aggregator.store.times import format_time, format_time_ceil, parse_time
 
 DEFAULT_BUSY_TIMEOUT = 10.0
-
-
-def _required_time(value: str) -> datetime:
-    parsed = parse_time(value)
-    assert parsed is not None, "column is NOT NULL"
-    return parsed
 
 
 def _storage_error(
@@ -55,7 +51,7 @@ def _storage_error(
     return StorageError(f"cannot {action} database {path}: {text}")
 
 
-class Store(LinkStore):
+class Store(LinkStore, QueryStore):
     """The aggregator's database: feeds, items and the log of fetches."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, busy_timeout: float) -> None:
@@ -116,6 +112,7 @@ class Store(LinkStore):
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise _storage_error(action, self.path, e, self.busy_timeout) from e
+        self._tx_seq = None
         try:
             yield
         except sqlite3.Error as e:
@@ -298,6 +295,12 @@ class Store(LinkStore):
                     (feed.id, entry.key, *_entry_values(entry), stamp, stamp, stamp),
                 )
                 item_id = int(cursor.lastrowid or 0)
+                self._conn.execute(
+                    "UPDATE items SET story_id = id, relation = 'original', change_seq = ? "
+                    "WHERE id = ?",
+                    (self._change_seq(), item_id),
+                )
+                self._set_tickers(item_id, entry.tickers)
                 changes.append(EntryChange(item_id, entry, ChangeStatus.NEW, now))
                 continue
             item_id, old_hash, old_published, old_from_feed = row
@@ -310,15 +313,16 @@ class Store(LinkStore):
             if not entry.published_from_feed:
                 # No date in the feed: the first time we saw it stays its date.
                 values[5], values[6] = old_published, old_from_feed
-                published = _required_time(old_published)
+                published = required_time(old_published)
             self._conn.execute(
                 "UPDATE items SET guid = ?, url = ?, canonical_url = ?, title = ?, "
                 "author = ?, published = ?, published_from_feed = ?, updated = ?, "
                 "summary_html = ?, summary_text = ?, content_html = ?, content_text = ?, "
                 "categories = ?, content_hash = ?, last_seen = ?, updated_at = ?, "
-                "revisions = revisions + 1 WHERE id = ?",
-                (*values, stamp, stamp, item_id),
+                "revisions = revisions + 1, change_seq = ? WHERE id = ?",
+                (*values, stamp, stamp, self._change_seq(), item_id),
             )
+            self._set_tickers(item_id, entry.tickers)
             changes.append(
                 EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)
             )
@@ -413,11 +417,11 @@ class Store(LinkStore):
             f"{self._ITEM_SELECT} {where} ORDER BY items.published DESC, items.id DESC {limit_sql}",
             params,
         )
-        return [_stored_item(row) for row in rows]
+        return [stored_item(row) for row in rows]
 
     def item(self, item_id: int) -> StoredItem | None:
         rows = self._read(f"{self._ITEM_SELECT} WHERE items.id = ?", [item_id])
-        return _stored_item(rows[0]) if rows else None
+        return stored_item(rows[0]) if rows else None
 
     def story(self, story_id: int) -> list[StoredItem]:
         """Every item of a story, oldest first."""
@@ -426,7 +430,7 @@ class Store(LinkStore):
             "ORDER BY items.published, items.first_seen, items.id",
             [story_id],
         )
-        return [_stored_item(row) for row in rows]
+        return [stored_item(row) for row in rows]
 
     def stories(
         self, *, since: datetime | None = None, min_copies: int = 1, limit: int | None = 50
@@ -457,7 +461,7 @@ class Store(LinkStore):
                     original=original,
                     size=group["size"],
                     publishers=tuple(sorted(json.loads(group["publishers"]))),
-                    last_published=_required_time(group["last_published"]),
+                    last_published=required_time(group["last_published"]),
                 )
             )
         return summaries
@@ -524,36 +528,14 @@ class Store(LinkStore):
             items_total=int(counts["total"] or 0),
         )
 
+    def advance_cursor(self, name: str, seq: int, exported: int, now: datetime) -> None:
+        with self._transaction("write to"):
+            self.set_cursor(name, seq, exported, now)
+
     def count(self, table: str) -> int:
         if table not in ("feeds", "items", "fetches"):
             raise ValueError(table)
         return int(self._read(f"SELECT count(*) AS n FROM {table}")[0]["n"])
-
-
-def _stored_item(row: dict[str, Any]) -> StoredItem:
-    return StoredItem(
-        id=row["id"],
-        feed=row["feed_name"],
-        publisher=row["publisher"],
-        entry_key=row["entry_key"],
-        url=row["url"],
-        title=row["title"],
-        author=row["author"],
-        published=_required_time(row["published"]),
-        first_seen=_required_time(row["first_seen"]),
-        updated_at=_required_time(row["updated_at"]),
-        revisions=row["revisions"],
-        summary_text=row["summary_text"] or row["content_text"],
-        categories=tuple(json.loads(row["categories"])),
-        story_id=row["story_id"] if row["story_id"] is not None else row["id"],
-        parent_id=row["parent_id"],
-        relation=row["relation"] or "original",
-        similarity=row["similarity"],
-        containment=row["containment"],
-        lag_seconds=row["lag_seconds"],
-        method=row["method"],
-        story_size=row.get("story_size") or 1,
-    )
 
 
 def _entry_values(entry: ParsedEntry) -> tuple[Any, ...]:

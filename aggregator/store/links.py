@@ -17,6 +17,24 @@ class LinkStore:
     """Mixed into Store; every write here must run inside Store.transaction()."""
 
     _conn: sqlite3.Connection
+    # The change number of the open write transaction, taken on first use.
+    _tx_seq: int | None = None
+
+    def _change_seq(self) -> int:
+        """The number every item written in this transaction is stamped with."""
+        if self._tx_seq is None:
+            self._conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'change'")
+            self._tx_seq = int(
+                self._conn.execute("SELECT value FROM counters WHERE name = 'change'").fetchone()[0]
+            )
+        return self._tx_seq
+
+    def _set_tickers(self, item_id: int, tickers: Iterable[str]) -> None:
+        self._conn.execute("DELETE FROM item_tickers WHERE item_id = ?", (item_id,))
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO item_tickers (item_id, ticker) VALUES (?, ?)",
+            [(item_id, ticker) for ticker in tickers],
+        )
 
     # -- parameters -------------------------------------------------------------
 
@@ -157,7 +175,7 @@ class LinkStore:
     def set_link(self, link: Link) -> None:
         self._conn.execute(
             "UPDATE items SET story_id = ?, parent_id = ?, relation = ?, similarity = ?, "
-            "containment = ?, lag_seconds = ?, method = ? WHERE id = ?",
+            "containment = ?, lag_seconds = ?, method = ?, change_seq = ? WHERE id = ?",
             (
                 link.story_id,
                 link.parent_id,
@@ -166,21 +184,24 @@ class LinkStore:
                 None if link.containment is None else round(link.containment, 4),
                 link.lag_seconds,
                 link.method,
+                self._change_seq(),
                 link.item_id,
             ),
         )
 
     def move_story(self, old_story: int, new_story: int) -> None:
         self._conn.execute(
-            "UPDATE items SET story_id = ? WHERE story_id = ?", (new_story, old_story)
+            "UPDATE items SET story_id = ?, change_seq = ? WHERE story_id = ?",
+            (new_story, self._change_seq(), old_story),
         )
 
     def reset_links(self, since: datetime | None) -> None:
         """Every item (published since `since`) back to the original of its own story."""
         self._conn.execute(
             "UPDATE items SET story_id = id, parent_id = NULL, relation = ?, similarity = NULL, "
-            "containment = NULL, lag_seconds = NULL, method = NULL WHERE published >= ?",
-            (Relation.ORIGINAL.value, format_time(since) if since else ""),
+            "containment = NULL, lag_seconds = NULL, method = NULL, change_seq = ? "
+            "WHERE published >= ?",
+            (Relation.ORIGINAL.value, self._change_seq(), format_time(since) if since else ""),
         )
 
     def item_texts(self, ids: Sequence[int]) -> list[tuple[int, ItemText]]:

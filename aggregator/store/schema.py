@@ -194,9 +194,55 @@ def _m004_daemon_state(db: sqlite_utils.Database) -> None:
     db.table("items").create_index(["first_seen"])
 
 
+def _m005_search_and_exports(db: sqlite_utils.Database) -> None:
+    # Full-text search over titles and bodies, kept in step by triggers. Written as SQL
+    # rather than table.enable_fts(): that runs executescript(), which would commit the
+    # migration's transaction half-way.
+    for statement in (
+        "CREATE VIRTUAL TABLE items_fts USING fts5(title, summary_text, content_text, "
+        "content='items', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN "
+        "INSERT INTO items_fts (rowid, title, summary_text, content_text) "
+        "VALUES (new.id, new.title, new.summary_text, new.content_text); END",
+        "CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN "
+        "INSERT INTO items_fts (items_fts, rowid, title, summary_text, content_text) "
+        "VALUES ('delete', old.id, old.title, old.summary_text, old.content_text); END",
+        "CREATE TRIGGER items_fts_update AFTER UPDATE OF title, summary_text, content_text "
+        "ON items BEGIN "
+        "INSERT INTO items_fts (items_fts, rowid, title, summary_text, content_text) "
+        "VALUES ('delete', old.id, old.title, old.summary_text, old.content_text); "
+        "INSERT INTO items_fts (rowid, title, summary_text, content_text) "
+        "VALUES (new.id, new.title, new.summary_text, new.content_text); END",
+        "INSERT INTO items_fts (items_fts) VALUES ('rebuild')",
+    ):
+        db.execute(statement)
+    # Every write to an item takes the next change number; export cursors remember the
+    # last number they wrote out.
+    db.table("items").add_column("change_seq", int)
+    db.execute("UPDATE items SET change_seq = id")
+    db.table("items").create_index(["change_seq"])
+    db.table("counters").create({"name": str, "value": int}, pk="name", not_null={"value"})
+    db.execute(
+        "INSERT INTO counters (name, value) VALUES ('change', (SELECT coalesce(max(id), 0) "
+        "FROM items))"
+    )
+    db.table("cursors").create(
+        {"name": str, "seq": int, "updated_at": str, "exported": int},
+        pk="name",
+        not_null={"seq", "updated_at", "exported"},
+    )
+    db.table("item_tickers").create(
+        {"item_id": int, "ticker": str},
+        pk=("item_id", "ticker"),
+        foreign_keys=[("item_id", "items", "id")],
+    )
+    db.table("item_tickers").create_index(["ticker"])
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
     (3, "feeds.site_url", _m003_site_url),
     (4, "daemon_state", _m004_daemon_state),
+    (5, "full-text search, change numbers, export cursors, tickers", _m005_search_and_exports),
 )

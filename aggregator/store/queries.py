@@ -1,0 +1,264 @@
+"""Read side for analysts and exports: search, filters, export cursors, statistics."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aggregator.errors import UsageError
+from aggregator.models import StoredItem
+from aggregator.store.records import stored_item
+from aggregator.store.times import format_time
+
+# Characters with a meaning in FTS5 query syntax; a query without them is plain words.
+_FTS_SYNTAX = re.compile(r'["*()^:+]|\b(?:AND|OR|NOT|NEAR)\b')
+_WORD = re.compile(r"[^\s]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """Filters shared by `items`, `search` and `export`."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    publishers: tuple[str, ...] = ()
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    tickers: tuple[str, ...] = ()
+    relation: str | None = None
+    originals: bool = False
+
+    def sql(self) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since is not None:
+            clauses.append("items.published >= ?")
+            params.append(format_time(self.since))
+        if self.until is not None:
+            clauses.append("items.published <= ?")
+            params.append(format_time(self.until))
+        if self.publishers:
+            clauses.append(f"lower(feeds.publisher) IN ({','.join('?' * len(self.publishers))})")
+            params.extend(p.casefold() for p in self.publishers)
+        if self.feeds:
+            clauses.append(f"feeds.name IN ({','.join('?' * len(self.feeds))})")
+            params.extend(self.feeds)
+        for tag in self.tags:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE value = ?)")
+            params.append(tag)
+        if self.tickers:
+            clauses.append(
+                "items.id IN (SELECT item_id FROM item_tickers WHERE ticker IN "
+                f"({','.join('?' * len(self.tickers))}))"
+            )
+            params.extend(t.upper() for t in self.tickers)
+        if self.relation:
+            clauses.append("coalesce(items.relation, 'original') = ?")
+            params.append(self.relation)
+        if self.originals:
+            clauses.append("coalesce(items.story_id, items.id) = items.id")
+        return clauses, params
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    item: StoredItem
+    snippet: str
+    rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    source: str
+    copier: str
+    copies: int
+    median_lag_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    items_by_publisher: tuple[tuple[str, int, int], ...]  # publisher, items, originals copied
+    matrix: tuple[PairStats, ...]
+    top_stories: tuple[tuple[int, int, str, str], ...]  # story id, size, publisher, title
+    feeds_in_error: tuple[tuple[str, int, str], ...] = field(default=())
+
+
+def fts_query(text: str) -> str:
+    """Plain words become quoted terms (so "S&P 500" is not a syntax error); queries
+    that use FTS5 syntax (quotes, AND/OR/NOT, NEAR, prefix*) are passed as they are."""
+    if _FTS_SYNTAX.search(text):
+        return text
+    return " ".join('"' + word.replace('"', '""') + '"' for word in _WORD.findall(text))
+
+
+class QueryStore:
+    """Mixed into Store."""
+
+    _conn: sqlite3.Connection
+
+    def _select_rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        cursor = self._conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def _select_items(self, sql: str, params: Sequence[Any]) -> list[StoredItem]:
+        rows = self._select_rows(sql, params)
+        tickers = self.tickers_of([row["id"] for row in rows])
+        return [stored_item(row, tickers.get(row["id"], ())) for row in rows]
+
+    def tickers_of(self, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        found: dict[int, list[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            for item_id, ticker in self._conn.execute(
+                "SELECT item_id, ticker FROM item_tickers "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))}) ORDER BY ticker",
+                chunk,
+            ):
+                found.setdefault(item_id, []).append(ticker)
+        return {k: tuple(v) for k, v in found.items()}
+
+    # -- search -------------------------------------------------------------------
+
+    def search(self, query: str, filters: ItemFilter, limit: int | None) -> list[SearchHit]:
+        """Ranked matches (bm25, title weighted 5x) with a highlighted snippet."""
+        clauses, params = filters.sql()
+        where = "".join(f" AND {c}" for c in clauses)
+        limit_sql = " LIMIT ?" if limit else ""
+        sql = (
+            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
+            "snippet(items_fts, -1, '\u00ab', '\u00bb', '\u2026', 16) AS snippet, "
+            "bm25(items_fts, 5.0, 1.0, 1.0) AS rank "
+            "FROM items_fts JOIN items ON items.id = items_fts.rowid "
+            "JOIN feeds ON feeds.id = items.feed_id "
+            f"WHERE items_fts MATCH ?{where} ORDER BY rank{limit_sql}"
+        )
+        args = [fts_query(query), *params, *([limit] if limit else [])]
+        try:
+            rows = self._select_rows(sql, args)
+        except sqlite3.OperationalError as e:
+            text = str(e)
+            if "fts5" in text or "syntax" in text or "no such column" in text:
+                raise UsageError(
+                    f"search query {query!r} is not valid FTS5 syntax ({text}); use plain "
+                    'words, "an exact phrase", AND/OR/NOT, NEAR(a b), or prefix*'
+                ) from e
+            raise
+        tickers = self.tickers_of([row["id"] for row in rows])
+        return [
+            SearchHit(stored_item(row, tickers.get(row["id"], ())), row["snippet"], row["rank"])
+            for row in rows
+        ]
+
+    # -- export cursors ---------------------------------------------------------------
+
+    def change_high_water(self) -> int:
+        row = self._conn.execute("SELECT value FROM counters WHERE name = 'change'").fetchone()
+        return int(row[0]) if row else 0
+
+    def cursor_seq(self, name: str) -> int:
+        row = self._conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, seq: int, exported: int, now: datetime) -> None:
+        """Record an export's high-water mark (inside a transaction)."""
+        self._conn.execute(
+            "INSERT INTO cursors (name, seq, updated_at, exported) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, "
+            "updated_at = excluded.updated_at, exported = excluded.exported",
+            (name, seq, format_time(now), exported),
+        )
+
+    def changed_items(self, after: int, up_to: int, filters: ItemFilter) -> list[StoredItem]:
+        """Items written after change `after`, up to `up_to`, oldest change first."""
+        clauses, params = filters.sql()
+        where = "".join(f" AND {c}" for c in clauses)
+        return self._select_items(
+            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher "
+            "FROM items JOIN feeds ON feeds.id = items.feed_id "
+            f"WHERE items.change_seq > ? AND items.change_seq <= ?{where} "
+            "ORDER BY items.change_seq, items.id",
+            [after, up_to, *params],
+        )
+
+    def filtered_items(self, filters: ItemFilter, limit: int | None) -> list[StoredItem]:
+        clauses, params = filters.sql()
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        limit_sql = " LIMIT ?" if limit else ""
+        return self._select_items(
+            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
+            "(SELECT count(*) FROM items AS s WHERE s.story_id = items.story_id) AS story_size "
+            f"FROM items JOIN feeds ON feeds.id = items.feed_id{where} "
+            f"ORDER BY items.published DESC, items.id DESC{limit_sql}",
+            [*params, *([limit] if limit else [])],
+        )
+
+    def story_items(self, story_ids: Sequence[int]) -> list[StoredItem]:
+        rows: list[StoredItem] = []
+        for start in range(0, len(story_ids), 500):
+            chunk = list(story_ids[start : start + 500])
+            rows += self._select_items(
+                "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher "
+                "FROM items JOIN feeds ON feeds.id = items.feed_id "
+                f"WHERE items.story_id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY items.published, items.first_seen, items.id",
+                chunk,
+            )
+        return rows
+
+    # -- statistics -----------------------------------------------------------------
+
+    def stats(self, since: datetime | None, top: int = 10) -> Stats:
+        stamp = format_time(since) if since else ""
+        by_publisher = tuple(
+            (row[0], int(row[1]), int(row[2] or 0))
+            for row in self._conn.execute(
+                "SELECT feeds.publisher, count(*), "
+                "sum(items.story_id = items.id AND EXISTS (SELECT 1 FROM items AS c "
+                "WHERE c.story_id = items.id AND c.id != items.id)) "
+                "FROM items JOIN feeds ON feeds.id = items.feed_id "
+                "WHERE items.published >= ? GROUP BY feeds.publisher ORDER BY count(*) DESC",
+                (stamp,),
+            )
+        )
+        lags: dict[tuple[str, str], list[int]] = {}
+        for source, copier, lag in self._conn.execute(
+            "SELECT pf.publisher, cf.publisher, c.lag_seconds FROM items AS c "
+            "JOIN items AS p ON p.id = c.parent_id "
+            "JOIN feeds AS cf ON cf.id = c.feed_id JOIN feeds AS pf ON pf.id = p.feed_id "
+            "WHERE c.published >= ? AND c.relation = 'syndicated'",
+            (stamp,),
+        ):
+            lags.setdefault((source, copier), []).append(int(lag or 0))
+        matrix = tuple(
+            sorted(
+                (
+                    PairStats(source, copier, len(values), statistics.median(values))
+                    for (source, copier), values in lags.items()
+                ),
+                key=lambda p: (-p.copies, p.source, p.copier),
+            )
+        )
+        top_stories = tuple(
+            (int(row[0]), int(row[1]), row[2], row[3])
+            for row in self._conn.execute(
+                "SELECT o.id, count(*), f.publisher, o.title FROM items AS o "
+                "JOIN items AS c ON c.story_id = o.id JOIN feeds AS f ON f.id = o.feed_id "
+                "WHERE o.story_id = o.id AND o.published >= ? GROUP BY o.id "
+                "HAVING count(*) > 1 ORDER BY count(*) DESC, o.published DESC LIMIT ?",
+                (stamp, top),
+            )
+        )
+        errors = tuple(
+            (row[0], int(row[1]), row[2] or "")
+            for row in self._conn.execute(
+                "SELECT name, error_count, last_error FROM feeds "
+                "WHERE in_config = 1 AND error_count > 0 ORDER BY error_count DESC, name"
+            )
+        )
+        return Stats(by_publisher, matrix, top_stories, errors)
