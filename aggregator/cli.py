@@ -21,14 +21,11 @@ import click
 
 from aggregator import __version__
 from aggregator.config import ENV_VAR, load_settings, parse_duration
-from aggregator.demo import DEFAULT_DEMO_DB, find_demo_dir, run_demo
 from aggregator.errors import AggregatorError, UsageError
 from aggregator.lock import DatabaseLock
 from aggregator.lock import holder as lock_holder
 from aggregator.logs import configure as configure_logging
 from aggregator.models import Feed, PollReport, Settings, StoredItem, StoreStatus
-from aggregator.pipeline import poll as run_poll
-from aggregator.pipeline import utc_now
 from aggregator.store import DEFAULT_BUSY_TIMEOUT, ItemFilter, Store, format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,6 +86,10 @@ def _json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         func
     )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -216,6 +217,10 @@ def poll(state: _State, names: tuple[str, ...], everything: bool, as_json: bool)
     error, malformed) is recorded on the feed and does not change the exit
     status; `aggregator feeds` shows it.
     """
+    # Imported here: the fetch/dedup stack (httpx, datasketch, numpy) is slow to load and
+    # reading commands do not need it.
+    from aggregator.pipeline import poll as run_poll
+
     settings = state.settings()
     with DatabaseLock(state.db_path(), role="poll"), state.open_store() as store:
         reports = []
@@ -558,8 +563,20 @@ def export(
 
 
 @cli.command()
-@click.option("--since", metavar="AGE|ISO", default="30d", show_default=True)
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--since",
+    metavar="AGE|ISO",
+    default="30d",
+    show_default=True,
+    help="Count items published within this age or after this time.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many of the most-copied stories to list.",
+)
 @_json_option
 @click.pass_obj
 def stats(state: _State, since: str, top: int, as_json: bool) -> None:
@@ -912,6 +929,8 @@ def demo(state: _State, demo_dir: Path | None) -> None:
     global --db) is recreated on each run. The second poll shows conditional
     GET at work: the feeds answer 304 Not Modified and nothing is duplicated.
     """
+    from aggregator.demo import DEFAULT_DEMO_DB, find_demo_dir, run_demo
+
     result = run_demo(demo_dir or find_demo_dir(), Path(state.db) if state.db else DEFAULT_DEMO_DB)
     click.echo("First poll (empty database):")
     click.echo(_table(_REPORT_HEADERS, [_report_row(r) for r in result.first_poll]))
