@@ -15,6 +15,8 @@ from aggregator.models import StoredItem
 from aggregator.store.records import stored_item
 from aggregator.store.times import format_time
 
+# Matches of one query that are ranked: the newest ones (see Store.search).
+SEARCH_WINDOW = 5000
 # Characters with a meaning in FTS5 query syntax; a query without them is plain words.
 _FTS_SYNTAX = re.compile(r'["*()^:+]|\b(?:AND|OR|NOT|NEAR)\b')
 _WORD = re.compile(r"[^\s]+")
@@ -126,21 +128,44 @@ class QueryStore:
     # -- search -------------------------------------------------------------------
 
     def search(self, query: str, filters: ItemFilter, limit: int | None) -> list[SearchHit]:
-        """Ranked matches (bm25, title weighted 5x) with a highlighted snippet."""
+        """Ranked matches (bm25, title weighted 5x) with a highlighted snippet.
+
+        Ranking every match of a common word costs time in proportion to the matches;
+        ranking is therefore done among the newest SEARCH_WINDOW matches (news is read
+        newest first), and snippets are made only for the rows returned.
+        """
         clauses, params = filters.sql()
         where = "".join(f" AND {c}" for c in clauses)
-        limit_sql = " LIMIT ?" if limit else ""
-        sql = (
-            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
-            "snippet(items_fts, -1, '\u00ab', '\u00bb', '\u2026', 16) AS snippet, "
-            "bm25(items_fts, 5.0, 1.0, 1.0) AS rank "
+        match = fts_query(query)
+        source = (
             "FROM items_fts JOIN items ON items.id = items_fts.rowid "
             "JOIN feeds ON feeds.id = items.feed_id "
-            f"WHERE items_fts MATCH ?{where} ORDER BY rank{limit_sql}"
+            f"WHERE items_fts MATCH ?{where}"
         )
-        args = [fts_query(query), *params, *([limit] if limit else [])]
         try:
-            rows = self._select_rows(sql, args)
+            floor_row = self._conn.execute(
+                f"SELECT items_fts.rowid {source} ORDER BY items_fts.rowid DESC LIMIT 1 OFFSET ?",
+                [match, *params, SEARCH_WINDOW - 1],
+            ).fetchone()
+            window = " AND items_fts.rowid >= ?" if floor_row else ""
+            window_args = [floor_row[0]] if floor_row else []
+            limit_sql = " LIMIT ?" if limit else ""
+            ranked = self._conn.execute(
+                f"SELECT items_fts.rowid, bm25(items_fts, 5.0, 1.0, 1.0) AS rank {source}"
+                f"{window} ORDER BY rank{limit_sql}",
+                [match, *params, *window_args, *([limit] if limit else [])],
+            ).fetchall()
+            order = {rowid: n for n, (rowid, _) in enumerate(ranked)}
+            ranks = dict(ranked)
+            rows = self._select_rows(
+                "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
+                "snippet(items_fts, -1, '\u00ab', '\u00bb', '\u2026', 16) AS snippet "
+                "FROM items_fts JOIN items ON items.id = items_fts.rowid "
+                "JOIN feeds ON feeds.id = items.feed_id "
+                "WHERE items_fts MATCH ? AND items_fts.rowid IN "
+                f"({','.join('?' * len(order)) or 'NULL'})",
+                [match, *order],
+            )
         except sqlite3.OperationalError as e:
             text = str(e)
             if "fts5" in text or "syntax" in text or "no such column" in text:
@@ -149,6 +174,9 @@ class QueryStore:
                     'words, "an exact phrase", AND/OR/NOT, NEAR(a b), or prefix*'
                 ) from e
             raise
+        rows.sort(key=lambda row: order[row["id"]])
+        for row in rows:
+            row["rank"] = ranks[row["id"]]
         tickers = self.tickers_of([row["id"] for row in rows])
         return [
             SearchHit(stored_item(row, tickers.get(row["id"], ())), row["snippet"], row["rank"])
