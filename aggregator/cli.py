@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from aggregator import __version__
-from aggregator.config import ENV_VAR, load_settings, parse_duration
+from aggregator.config import ENV_VAR, config_path, load_settings, parse_duration
 from aggregator.errors import AggregatorError, UsageError
 from aggregator.lock import DatabaseLock
 from aggregator.lock import holder as lock_holder
@@ -80,6 +80,41 @@ class _State:
             return Store.open(Path(self.db), busy_timeout=busy)
         settings = self.settings()
         return Store.open(settings.db_path, busy_timeout=settings.busy_timeout)
+
+
+def _output_options(func: F) -> F:
+    """--json / --jsonl / --csv, shared by every listing command; a table otherwise."""
+    for flag, text in (
+        ("--csv", "Print CSV with a header row."),
+        ("--jsonl", "Print one JSON object per line."),
+        ("--json", "Print a JSON array."),
+    ):
+        func = click.option(flag, "output", flag_value=flag.lstrip("-"), help=text)(func)
+    return func
+
+
+def _emit(output: str | None, records: list[dict[str, object]], table: Callable[[], str]) -> None:
+    if output == "json":
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif output == "jsonl":
+        for record in records:
+            click.echo(json.dumps(record, ensure_ascii=False))
+    elif output == "csv":
+        if not records:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(
+                {
+                    k: ";".join(map(str, v)) if isinstance(v, list | tuple) else v
+                    for k, v in record.items()
+                }
+            )
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo(table())
 
 
 def _json_option(func: F) -> F:
@@ -271,23 +306,27 @@ def _feed_json(feed: Feed) -> dict[str, object]:
     }
 
 
-@cli.command()
-@_json_option
-@click.pass_obj
-def feeds(state: _State, as_json: bool) -> None:
-    """List configured feeds with their polling status and item counts."""
+@cli.group(invoke_without_command=True)
+@_output_options
+@click.pass_context
+def feeds(ctx: click.Context, output: str | None) -> None:
+    """List configured feeds with their polling status and item counts.
+
+    `feeds import FILE.opml` adds an OPML subscription list to config.toml;
+    `feeds export` writes the configured feeds as OPML 2.0.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    state: _State = ctx.obj
     settings = state.settings()
     with state.open_store() as store:
         store.sync_feeds(settings.feeds, utc_now())
         rows = store.feeds()
-    if as_json:
-        click.echo(json.dumps([_feed_json(f) for f in rows], indent=2))
-        return
-    if not rows:
-        click.echo("no feeds configured")
-        return
-    click.echo(
-        _table(
+
+    def table() -> str:
+        if not rows:
+            return "no feeds configured"
+        return _table(
             ("NAME", "PUBLISHER", "STATUS", "LAST POLL", "HTTP", "ERRORS", "ITEMS", "LAST ERROR"),
             [
                 [
@@ -303,7 +342,81 @@ def feeds(state: _State, as_json: bool) -> None:
                 for f in rows
             ],
         )
+
+    _emit(output, [_feed_json(f) for f in rows], table)
+
+
+@feeds.command("import")
+@click.argument("opml_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
+@click.pass_obj
+def feeds_import(state: _State, opml_file: Path, dry_run: bool) -> None:
+    """Add the feeds of an OPML file (any feed reader's export) to config.toml.
+
+    Feeds whose URL is already configured are skipped; names are made unique.
+    The config file keeps its text and comments; new [[feeds]] tables are
+    appended. A running daemon picks them up on SIGHUP.
+    """
+    from aggregator.opml import append_feeds_to_config, read_opml
+
+    settings = state.settings()
+    config = config_path(state.config)
+    document = read_opml(opml_file.read_bytes(), source=str(opml_file))
+    for skipped in document.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    text = config.read_text(encoding="utf-8")
+    new_text, added, duplicates = append_feeds_to_config(
+        text,
+        document.feeds,
+        {f.name for f in settings.feeds},
+        {f.url for f in settings.feeds},
     )
+    for feed in added:
+        click.echo(f"+ {feed.name}  {feed.publisher}  {feed.url}")
+    if duplicates:
+        click.echo(f"{len(duplicates)} feeds already configured, skipped", err=True)
+    if dry_run or not added:
+        click.echo(f"{len(added)} feeds {'would be ' if dry_run else ''}added to {config}")
+        return
+    # Checked before writing: the file must still load after the import.
+    temporary = config.with_name(f".{config.name}.import")
+    temporary.write_text(new_text, encoding="utf-8")
+    try:
+        load_settings(temporary)
+        os.replace(temporary, config)
+    finally:
+        temporary.unlink(missing_ok=True)
+    click.echo(f"{len(added)} feeds added to {config}")
+
+
+@feeds.command("export")
+@click.option(
+    "--output",
+    default="-",
+    show_default=True,
+    metavar="PATH",
+    help="Where to write the OPML document; - for standard output.",
+)
+@click.pass_obj
+def feeds_export(state: _State, output: str) -> None:
+    """Write the configured feeds as an OPML 2.0 subscription list."""
+    from aggregator.opml import OpmlFeed, render_opml
+
+    settings = state.settings()
+    sites: dict[str, str | None] = {}
+    if state.db_path().exists():
+        with state.open_store() as store:
+            sites = {f.name: f.site_url for f in store.feeds(in_config_only=False)}
+    document = render_opml(
+        [OpmlFeed(f.name, f.publisher, f.url, f.tags, sites.get(f.name)) for f in settings.feeds],
+        title="aggregator feeds",
+        now=utc_now(),
+    )
+    if output == "-":
+        sys.stdout.buffer.write(document)
+    else:
+        Path(output).write_bytes(document)
+        click.echo(f"{len(settings.feeds)} feeds written to {output}", err=True)
 
 
 def _item_json(item: StoredItem) -> dict[str, object]:
@@ -342,41 +455,6 @@ def _lag(seconds: int | None) -> str:
     if hours < 48:
         return f"{sign}{hours}h{minutes:02d}m"
     return f"{sign}{hours // 24}d{hours % 24:02d}h"
-
-
-def _output_options(func: F) -> F:
-    """--json / --jsonl / --csv, shared by every listing command; a table otherwise."""
-    for flag, text in (
-        ("--csv", "Print CSV with a header row."),
-        ("--jsonl", "Print one JSON object per line."),
-        ("--json", "Print a JSON array."),
-    ):
-        func = click.option(flag, "output", flag_value=flag.lstrip("-"), help=text)(func)
-    return func
-
-
-def _emit(output: str | None, records: list[dict[str, object]], table: Callable[[], str]) -> None:
-    if output == "json":
-        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
-    elif output == "jsonl":
-        for record in records:
-            click.echo(json.dumps(record, ensure_ascii=False))
-    elif output == "csv":
-        if not records:
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(
-                {
-                    k: ";".join(map(str, v)) if isinstance(v, list | tuple) else v
-                    for k, v in record.items()
-                }
-            )
-        click.echo(buffer.getvalue(), nl=False)
-    else:
-        click.echo(table())
 
 
 _RELATIONS = ("original", "syndicated", "version", "duplicate")

@@ -221,3 +221,38 @@ def test_demo_runs_offline_and_second_poll_adds_nothing(tmp_path: Path) -> None:
     assert items >= 20
     assert feeds >= 6
     assert f"Stored {items} items" in result.stdout
+
+
+def test_feeds_export_and_import_opml(tmp_path: Path) -> None:
+    source = write_config(
+        tmp_path / "a.toml",
+        feed_block("fx-desk", "https://fx.example/rss", "FX Desk")
+        + feed_block("coins", "https://coins.example/feed", "Coin Wire"),
+    )
+    exported = run("--config", str(source), "feeds", "export", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith('<?xml version="1.0"')
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(exported.stdout, encoding="utf-8")
+
+    target = write_config(
+        tmp_path / "b.toml", feed_block("coins", "https://coins.example/feed", "Coin Wire")
+    )
+    before = target.read_text(encoding="utf-8")
+    imported = run("--config", str(target), "feeds", "import", str(opml), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "+ fx-desk" in imported.stdout and "1 feeds added" in imported.stdout
+    after = target.read_text(encoding="utf-8")
+    assert after.startswith(before)
+    listed = json.loads(run("--config", str(target), "feeds", "--json", cwd=tmp_path).stdout)
+    assert sorted(f["name"] for f in listed) == ["coins", "fx-desk"]
+    again = run("--config", str(target), "feeds", "import", str(opml), cwd=tmp_path)
+    assert "0 feeds added" in again.stdout
+    assert target.read_text(encoding="utf-8") == after
+
+    broken = tmp_path / "broken.opml"
+    broken.write_text("<opml><body><outline", encoding="utf-8")
+    line = assert_one_line_error(
+        run("--config", str(target), "feeds", "import", str(broken), cwd=tmp_path), 2
+    )
+    assert str(broken) in line
