@@ -432,6 +432,7 @@ def _item_json(item: StoredItem) -> dict[str, object]:
         "updated_at": _iso(item.updated_at),
         "revisions": item.revisions,
         "categories": list(item.categories),
+        "tickers": list(item.tickers),
         "story_id": item.story_id,
         "parent_id": item.parent_id,
         "relation": item.relation,

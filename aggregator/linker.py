@@ -48,6 +48,7 @@ from aggregator.text import (
     site_host,
     tokens,
 )
+from aggregator.tickers import extract_tickers
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ class Linker:
         found: Counter[str] = Counter()
         for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
             prepared = self._prepare(item.text, boilerplate(feed.id))
+            # From the body without the feed's boilerplate: a site-wide "market snapshot"
+            # line would otherwise tag every story with the same tickers.
+            self._store.set_tickers(
+                item.item_id, extract_tickers(item.title, "\n".join(prepared.lines))
+            )
             credits = credited_publishers(f"{item.title}\n{item.text}", self._publishers)
             credits |= _linked_publishers(item.html, sites, own=feed.publisher)
             signature = self._signer.sign(prepared.shingles, prepared.lead_shingles)

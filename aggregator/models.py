@@ -173,8 +173,6 @@ class ParsedEntry:
     content_text: str
     categories: tuple[str, ...]
     content_hash: str
-    # Instrument mentions: "AAPL", "EUR/USD", "BTC".
-    tickers: tuple[str, ...] = ()
 
     @property
     def body_text(self) -> str:

@@ -34,6 +34,9 @@ FINANCE = (
 ).split()
 
 
+TICKERS = ("AAPL", "BTC", "EUR/USD", "XAU/USD", "NVDA")
+
+
 def vocabulary(rng: random.Random, size: int) -> list[str]:
     syllables = ["ka", "lo", "mi", "ra", "ten", "vo", "su", "pel", "dri", "an", "or", "ex"]
     words = set()
@@ -64,7 +67,6 @@ def entry(n: int, rng: random.Random, words: list[str], start: datetime) -> Pars
         content_text=body,
         categories=(),
         content_hash=hashlib.sha256(f"{n}".encode()).hexdigest(),
-        tickers=(rng.choice(["AAPL", "BTC", "EUR/USD", "XAU/USD", "NVDA"]),),
     )
 
 
@@ -97,7 +99,9 @@ def main() -> int:
                             entry(n, rng, words, start)
                             for n in range(batch + desk, min(batch + 5000, args.items), 50)
                         ]
-                        store.upsert_entries(by_name[f"desk{desk}"], chunk, start)
+                        changes = store.upsert_entries(by_name[f"desk{desk}"], chunk, start)
+                        for change in changes:
+                            store.set_tickers(change.item_id, (rng.choice(TICKERS),))
             load = time.perf_counter() - began
             queries = []
             for _ in range(args.queries):

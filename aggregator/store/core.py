@@ -300,7 +300,6 @@ class Store(LinkStore, QueryStore):
                     "WHERE id = ?",
                     (self._change_seq(), item_id),
                 )
-                self._set_tickers(item_id, entry.tickers)
                 changes.append(EntryChange(item_id, entry, ChangeStatus.NEW, now))
                 continue
             item_id, old_hash, old_published, old_from_feed = row
@@ -322,7 +321,6 @@ class Store(LinkStore, QueryStore):
                 "revisions = revisions + 1, change_seq = ? WHERE id = ?",
                 (*values, stamp, stamp, self._change_seq(), item_id),
             )
-            self._set_tickers(item_id, entry.tickers)
             changes.append(
                 EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)
             )

@@ -29,7 +29,8 @@ class LinkStore:
             )
         return self._tx_seq
 
-    def _set_tickers(self, item_id: int, tickers: Iterable[str]) -> None:
+    def set_tickers(self, item_id: int, tickers: Iterable[str]) -> None:
+        """Replace an item's instrument mentions (inside a transaction)."""
         self._conn.execute("DELETE FROM item_tickers WHERE item_id = ?", (item_id,))
         self._conn.executemany(
             "INSERT OR IGNORE INTO item_tickers (item_id, ticker) VALUES (?, ?)",
