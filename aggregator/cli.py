@@ -818,36 +818,36 @@ def show(state: _State, item_id: int, as_json: bool) -> None:
     show_default=True,
     help="Rows to show; 0 means no limit.",
 )
-@_json_option
+@_output_options
 @click.pass_obj
-def stories(state: _State, since: str | None, min_copies: int, limit: int, as_json: bool) -> None:
+def stories(
+    state: _State, since: str | None, min_copies: int, limit: int, output: str | None
+) -> None:
     """List stories with their original, number of copies and publishers."""
     cutoff = _since(since, utc_now())
     with state.open_store() as store:
         rows = store.stories(since=cutoff, min_copies=min_copies, limit=limit or None)
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "story_id": s.original.id,
-                        "original": _item_json(s.original),
-                        "copies": s.size - 1,
-                        "publishers": list(s.publishers),
-                        "last_published": _iso(s.last_published),
-                    }
-                    for s in rows
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
-        return
-    if not rows:
-        click.echo("no stories with copies" if min_copies else "no stories")
-        return
-    click.echo(
-        _table(
+    records: list[dict[str, object]] = [
+        {
+            "story_id": s.original.id,
+            "copies": s.size - 1,
+            "publishers": list(s.publishers),
+            "last_published": _iso(s.last_published),
+            "original": _item_json(s.original),
+        }
+        for s in rows
+    ]
+    if output == "csv":
+        # A flat row per story: the original's fields inline.
+        records = [
+            {**{k: v for k, v in r.items() if k != "original"}, **r["original"]}  # type: ignore[dict-item]
+            for r in records
+        ]
+
+    def table() -> str:
+        if not rows:
+            return "no stories with copies" if min_copies else "no stories"
+        return _table(
             ("STORY", "PUBLISHED", "ORIGINAL", "COPIES", "PUBLISHERS", "TITLE"),
             [
                 [
@@ -861,7 +861,8 @@ def stories(state: _State, since: str | None, min_copies: int, limit: int, as_js
                 for s in rows
             ],
         )
-    )
+
+    _emit(output, records, table)
 
 
 @cli.command()
