@@ -192,3 +192,28 @@ def test_search_ranks_filters_and_explains_bad_queries(desk: Desk) -> None:
     assert len(rows) == 2 and rows[0]["publisher"] == "Metals Desk"
     jsonl = desk.cli("items", "--jsonl", "--limit", "0").stdout.splitlines()
     assert len(jsonl) == 4
+
+
+def test_stats_on_the_demo(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    assert (
+        subprocess.run([EXE, "--db", str(db), "demo"], cwd=REPO, capture_output=True).returncode
+        == 0
+    )
+    result = subprocess.run(
+        [EXE, "--db", str(db), "stats", "--since", "2026-11-01", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    pairs = {(m["source"], m["copier"]): m for m in stats["matrix"]}
+    assert pairs[("Chainlantern", "Tradevane")]["copies"] == 2
+    assert pairs[("Pipsight", "Tradevane")]["copies"] == 2
+    assert pairs[("Meridian Wire", "Tidewater Ledger")]["median_lag_seconds"] == 45 * 60
+    assert sum(p["items"] for p in stats["publishers"]) == 37
+    assert len(stats["top_stories"]) == 7
+    table = subprocess.run(
+        [EXE, "--db", str(db), "stats", "--since", "2026-11-01"], capture_output=True, text=True
+    ).stdout
+    assert "Chainlantern" in table and "who copies whom" in table
