@@ -811,13 +811,7 @@ def show(state: _State, item_id: int, as_json: bool) -> None:
     show_default=True,
     help="Only stories with at least this many copies (0 lists every story).",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="Rows to show; 0 means no limit.",
-)
+@_limit_option
 @_output_options
 @click.pass_obj
 def stories(

@@ -33,7 +33,7 @@ from aggregator.models import (
 )
 from aggregator.store.links import LinkStore
 from aggregator.store.queries import QueryStore
-from aggregator.store.records import required_time, stored_item
+from aggregator.store.records import feed_record, required_time, stored_item
 from aggregator.store.schema import MIGRATIONS
 from aggregator.store.times import format_time, format_time_ceil, parse_time
 
@@ -233,7 +233,7 @@ class Store(LinkStore, QueryStore):
             params.extend(names)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(f"{self._FEED_SELECT}{where} ORDER BY name", params)
-        return [_feed(row) for row in rows]
+        return [feed_record(row) for row in rows]
 
     def due_feeds(self, now: datetime) -> list[Feed]:
         stamp = format_time(now)
@@ -244,7 +244,7 @@ class Store(LinkStore, QueryStore):
             "ORDER BY next_check_at IS NOT NULL, next_check_at, name",
             [stamp, stamp],
         )
-        return [_feed(row) for row in rows]
+        return [feed_record(row) for row in rows]
 
     # -- one poll ---------------------------------------------------------------
 
@@ -499,7 +499,7 @@ class Store(LinkStore, QueryStore):
             [stamp, stamp],
         )[0]["n"]
         backoff = [
-            _feed(row)
+            feed_record(row)
             for row in self._read(
                 f"{self._FEED_SELECT} WHERE in_config = 1 AND error_count > 0 "
                 "ORDER BY error_count DESC, name"
@@ -553,28 +553,4 @@ def _entry_values(entry: ParsedEntry) -> tuple[Any, ...]:
         entry.content_text,
         json.dumps(list(entry.categories), ensure_ascii=False),
         entry.content_hash,
-    )
-
-
-def _feed(row: dict[str, Any]) -> Feed:
-    return Feed(
-        id=row["id"],
-        name=row["name"],
-        publisher=row["publisher"],
-        url=row["url"],
-        config_url=row["config_url"],
-        tags=tuple(json.loads(row["tags"] or "[]")),
-        active=bool(row["active"]),
-        in_config=bool(row["in_config"]),
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-        error_count=row["error_count"],
-        last_error=row["last_error"],
-        last_status=row["last_status"],
-        last_polled_at=parse_time(row["last_polled_at"]),
-        next_check_at=parse_time(row["next_check_at"]),
-        retry_after_until=parse_time(row["retry_after_until"]),
-        bozo_warning=row["bozo_warning"],
-        item_count=row.get("item_count") or 0,
-        site_url=row.get("site_url"),
     )

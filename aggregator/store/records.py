@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from aggregator.models import StoredItem
+from aggregator.models import Feed, StoredItem
 from aggregator.store.times import parse_time
 
 
@@ -42,4 +42,28 @@ def stored_item(row: dict[str, Any], tickers: tuple[str, ...] = ()) -> StoredIte
         tickers=tickers,
         canonical_url=row.get("canonical_url"),
         change_seq=row.get("change_seq") or 0,
+    )
+
+
+def feed_record(row: dict[str, Any]) -> Feed:
+    return Feed(
+        id=row["id"],
+        name=row["name"],
+        publisher=row["publisher"],
+        url=row["url"],
+        config_url=row["config_url"],
+        tags=tuple(json.loads(row["tags"] or "[]")),
+        active=bool(row["active"]),
+        in_config=bool(row["in_config"]),
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        error_count=row["error_count"],
+        last_error=row["last_error"],
+        last_status=row["last_status"],
+        last_polled_at=parse_time(row["last_polled_at"]),
+        next_check_at=parse_time(row["next_check_at"]),
+        retry_after_until=parse_time(row["retry_after_until"]),
+        bozo_warning=row["bozo_warning"],
+        item_count=row.get("item_count") or 0,
+        site_url=row.get("site_url"),
     )
