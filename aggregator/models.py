@@ -109,6 +109,7 @@ class Feed:
     bozo_warning: str | None
     item_count: int = 0
     site_url: str | None = None
+    body_hash: str | None = None
 
 
 class FetchOutcome(enum.Enum):
@@ -244,6 +245,7 @@ class FeedUpdate:
     retry_after_until: datetime | None
     bozo_warning: str | None
     site_url: str | None = None
+    body_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ are one transaction. `aggregator poll` and the daemon both come through here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -116,7 +117,10 @@ def store_result(
     processing_started = time.monotonic()
     parsed: ParsedFeed | None = None
     parse_error: str | None = None
-    if fetched.outcome is FetchOutcome.OK and fetched.body is not None:
+    body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
+    unchanged = body_hash is not None and body_hash == feed.body_hash
+    if fetched.outcome is FetchOutcome.OK and fetched.body is not None and not unchanged:
+        # A body byte-identical to the last one parsed holds nothing new: skip parsing.
         try:
             parsed = parse_feed(
                 fetched.body, url=fetched.final_url, now=now, content_type=fetched.content_type
@@ -135,6 +139,7 @@ def store_result(
         backoff_cap=timedelta(seconds=settings.daemon.backoff_cap),
         respect_server_hints=settings.daemon.respect_server_hints,
         jitter=feed_jitter(feed.name),
+        body_hash=body_hash,
     )
     entries = parsed.entries if parsed is not None else ()
     report = PollReport(

@@ -66,6 +66,7 @@ def decide_feed_update(
     *,
     interval: float,
     now: datetime,
+    body_hash: str | None = None,
     backoff_cap: timedelta = BACKOFF_CAP,
     respect_server_hints: bool = True,
     jitter: float = 0.0,
@@ -117,6 +118,8 @@ def decide_feed_update(
         retry_after_until=retry_after_until,
         bozo_warning=bozo_warning,
         site_url=(parsed.link if parsed is not None and parsed.link else None) or feed.site_url,
+        # Remembered only for a body that parsed: a broken one is parsed again next time.
+        body_hash=body_hash if succeeded and outcome is FetchOutcome.OK else feed.body_hash,
     )
 
 

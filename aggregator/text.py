@@ -225,10 +225,16 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data if self.pre_depth else _SOURCE_BREAKS.sub(" ", data))
 
 
+# Control characters (Cc, but tab and newline), surrogates (Cs) and private-use code
+# points (Co): one regex instead of a per-character category lookup.
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff"
+    "\U000f0000-\U000ffffd\U00100000-\U0010fffd]"
+)
+
+
 def _strip_controls(text: str) -> str:
-    return "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Co")
-    )
+    return _CONTROLS.sub("", text)
 
 
 def normalize_space(text: str) -> str:
@@ -354,7 +360,7 @@ def prepare_body(
         [("#" if w in figures else w) for w in chunk]
         for chunk, figures in zip(line_words, line_figures, strict=True)
     ]
-    skeleton = [w for chunk in line_skeletons for w in chunk]
+    line_skeleton_shingles = [frozenset(shingles(chunk, shingle_size)) for chunk in line_skeletons]
     line_names = tuple(proper_names([line]) for line in lines)
     return PreparedText(
         lines=tuple(lines),
@@ -364,10 +370,11 @@ def prepare_body(
         lead_shingles=tuple(shingles(lead, shingle_size)),
         figures=frozenset().union(*line_figures),
         names=frozenset().union(*line_names),
-        skeleton_shingles=frozenset(shingles(skeleton, shingle_size)),
+        skeleton_shingles=frozenset().union(*line_skeleton_shingles),
         skeleton_lines=frozenset(" ".join(chunk) for chunk in line_skeletons),
         line_skeletons=tuple(
-            (" ".join(chunk), frozenset(shingles(chunk, shingle_size))) for chunk in line_skeletons
+            (" ".join(chunk), line_shingles)
+            for chunk, line_shingles in zip(line_skeletons, line_skeleton_shingles, strict=True)
         ),
         line_figures=line_figures,
         line_names=line_names,

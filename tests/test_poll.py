@@ -406,3 +406,23 @@ def test_one_failing_feed_does_not_stop_the_others(
     assert reports["good"].items_new == 2
     assert (reports["bad"].error or "").startswith("HTTP 503")
     assert reports["gone"].outcome is FetchOutcome.NETWORK_ERROR
+
+
+def test_an_unchanged_body_without_validators_is_not_parsed_again(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    items = market_items(3)
+    httpserver.expect_ordered_request("/feed").respond_with_data(rss(items))
+    httpserver.expect_ordered_request("/feed").respond_with_data(rss(items))
+    httpserver.expect_ordered_request("/feed").respond_with_data(rss(market_items(4)))
+    settings = one_feed(tmp_path, httpserver.url_for("/feed"))
+    assert poll_once(store, settings).items_seen == 3
+    same = poll_once(store, settings)
+    assert (same.outcome, same.items_seen, same.items_new, same.error) == (
+        FetchOutcome.OK,
+        0,
+        0,
+        None,
+    )
+    changed = poll_once(store, settings)
+    assert (changed.items_seen, changed.items_new) == (4, 1)

@@ -341,8 +341,8 @@ class Store(LinkStore, QueryStore):
         self._conn.execute(
             "UPDATE feeds SET url = ?, active = ?, etag = ?, last_modified = ?, "
             "error_count = ?, last_error = ?, last_status = ?, last_polled_at = ?, "
-            "next_check_at = ?, retry_after_until = ?, bozo_warning = ?, site_url = ? "
-            "WHERE id = ?",
+            "next_check_at = ?, retry_after_until = ?, bozo_warning = ?, site_url = ?, "
+            "body_hash = ? WHERE id = ?",
             (
                 update.url,
                 int(update.active),
@@ -356,6 +356,7 @@ class Store(LinkStore, QueryStore):
                 format_time_ceil(update.retry_after_until) if update.retry_after_until else None,
                 update.bozo_warning,
                 update.site_url,
+                update.body_hash,
                 feed.id,
             ),
         )

@@ -66,4 +66,5 @@ def feed_record(row: dict[str, Any]) -> Feed:
         bozo_warning=row["bozo_warning"],
         item_count=row.get("item_count") or 0,
         site_url=row.get("site_url"),
+        body_hash=row.get("body_hash"),
     )

@@ -239,10 +239,16 @@ def _m005_search_and_exports(db: sqlite_utils.Database) -> None:
     db.table("item_tickers").create_index(["ticker"])
 
 
+def _m006_body_hash(db: sqlite_utils.Database) -> None:
+    # Digest of the last body parsed: an unchanged body is not parsed again.
+    db.table("feeds").add_column("body_hash", str)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
     (3, "feeds.site_url", _m003_site_url),
     (4, "daemon_state", _m004_daemon_state),
     (5, "full-text search, change numbers, export cursors, tickers", _m005_search_and_exports),
+    (6, "feeds.body_hash", _m006_body_hash),
 )

@@ -1,0 +1,202 @@
+"""Cold and warm polls, side by side with lemon24/reader, on feeds served from loopback.
+
+    bench/cold_poll.py [--feeds 200] [--entries 50] [--runs 3]
+
+Generates FEEDS feeds of ENTRIES entries (~400-word bodies; a quarter of the stories are
+carried by two or three feeds, so our dedup stage has copies to link), serves them from
+one ThreadingHTTPServer on 127.0.0.1, and times, alternating the two products:
+
+  cold  `aggregator poll --all` into an empty database (a subprocess, start-up included)
+        vs reader's `update_feeds(workers=8, scheduled=False)` into another (in-process);
+  warm  the same databases polled again while the server answers 304 to validators (a),
+        and while it sends no validators and unchanged bodies (b).
+
+Needs the `bench` extra (`pip install -e '.[bench]'`: reader, sgmllib3k). Prints
+entries/s for each, the ratio, and a final line of figures (min/median/max of RUNS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+EXE = Path(sys.executable).parent / "aggregator"
+WORKERS = 8
+
+
+def sentence(rng: random.Random, words: list[str]) -> str:
+    return " ".join(rng.choice(words) for _ in range(rng.randint(12, 24))).capitalize() + "."
+
+
+def generate(feeds: int, entries: int, seed: int = 7) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ra", "ten", "vo", "su", "pel", "dri", "an", "or", "ex", "ul"]
+    words = sorted({"".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+                    for _ in range(6000)})  # fmt: skip
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    stories = []
+    for n in range(feeds * entries * 3 // 4):
+        paragraphs = ["<p>" + " ".join(sentence(rng, words) for _ in range(4)) + "</p>"
+                      for _ in range(5)]  # fmt: skip
+        stories.append((n, f"Story {n}: " + sentence(rng, words)[:60], "".join(paragraphs)))
+    slots: list[list[tuple[int, str, str, datetime]]] = [[] for _ in range(feeds)]
+    for n, title, body in stories:
+        when = start + timedelta(minutes=n)
+        carriers = [rng.randrange(feeds)]
+        if rng.random() < 0.25:
+            carriers += rng.sample(range(feeds), rng.randint(1, 2))
+        for lag, feed in enumerate(dict.fromkeys(carriers)):
+            if len(slots[feed]) < entries:
+                slots[feed].append((n, title, body, when + timedelta(minutes=30 * lag)))
+    documents = {}
+    for feed, items in enumerate(slots):
+        parts = [
+            f"<item><title>{escape(title)}</title><link>https://s{feed}.example/{n}</link>"
+            f'<guid isPermaLink="false">s{feed}-{n}</guid>'
+            f"<pubDate>{format_datetime(when, usegmt=True)}</pubDate>"
+            f"<description>{escape(body)}</description></item>"
+            for n, title, body, when in items
+        ]
+        documents[f"/f{feed}.xml"] = (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>Site {feed}</title><link>https://s{feed}.example/</link>"
+            f"<description>bench</description>{''.join(parts)}</channel></rss>"
+        ).encode()
+    return documents
+
+
+class Server:
+    def __init__(self, documents: dict[str, bytes]) -> None:
+        self.documents = documents
+        self.validators = True
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.documents.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+                if outer.validators and self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                if outer.validators:
+                    self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+def ours(config: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(EXE), "--config", str(config), "poll", "--all"], check=True,
+                   capture_output=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def theirs(db: Path, urls: list[str], add: bool) -> float:
+    from reader import make_reader  # the peer; only this bench needs it
+
+    reader = make_reader(str(db))
+    try:
+        if add:
+            for url in urls:
+                reader.add_feed(url, exist_ok=True)
+        started = time.perf_counter()
+        reader.update_feeds(workers=WORKERS, scheduled=False)
+        return time.perf_counter() - started
+    finally:
+        reader.close()
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}/{statistics.median(values):.2f}/{max(values):.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--entries", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        import reader  # noqa: F401
+    except ImportError:
+        print("cold_poll: reader is not installed (pip install -e '.[bench]'); skipped")
+        return 0
+    documents = generate(args.feeds, args.entries)
+    entries = sum(doc.count(b"<item>") for doc in documents.values())
+    server = Server(documents)
+    urls = [server.base + path for path in documents]
+    cold_ours, cold_theirs, warm_a, warm_b, warm_a_reader, warm_b_reader = ([] for _ in range(6))
+    for run in range(args.runs):
+        tmp = Path(tempfile.mkdtemp(prefix="cold-poll-"))
+        try:
+            config = tmp / "config.toml"
+            config.write_text(
+                f'[storage]\npath = "ours.db"\n[daemon]\nworkers = {WORKERS}\n'
+                + "".join(
+                    f'[[feeds]]\nname = "f{n}"\npublisher = "Site {n}"\nurl = "{url}"\n'
+                    for n, url in enumerate(urls)
+                ),
+                encoding="utf-8",
+            )
+            # Alternate which product goes first, so neither always meets a warm cache.
+            order = [("ours", config), ("reader", tmp / "reader.db")]
+            if run % 2:
+                order.reverse()
+            for name, target in order:
+                server.validators = True
+                if name == "ours":
+                    cold_ours.append(ours(target))
+                    warm_a.append(ours(target))
+                    server.validators = False
+                    warm_b.append(ours(target))
+                else:
+                    cold_theirs.append(theirs(target, urls, add=True))
+                    warm_a_reader.append(theirs(target, urls, add=False))
+                    server.validators = False
+                    warm_b_reader.append(theirs(target, urls, add=False))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    ours_rate = entries / statistics.median(cold_ours)
+    their_rate = entries / statistics.median(cold_theirs)
+    print(f"{args.feeds} feeds, {entries} entries, {args.runs} runs (min/median/max seconds)")
+    print(f"cold   ours {spread(cold_ours)}  ({ours_rate:.0f} entries/s, dedup included)")
+    print(f"cold   reader {spread(cold_theirs)}  ({their_rate:.0f} entries/s)")
+    print(f"warm a (304)            ours {spread(warm_a)}  reader {spread(warm_a_reader)}")
+    print(f"warm b (same bodies)    ours {spread(warm_b)}  reader {spread(warm_b_reader)}")
+    print(
+        f"cold_poll: feeds={args.feeds} entries={entries} ours_entries_per_s={ours_rate:.0f} "
+        f"reader_entries_per_s={their_rate:.0f} ratio={ours_rate / their_rate:.2f} "
+        f"warm_a_s={statistics.median(warm_a):.2f} warm_b_s={statistics.median(warm_b):.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
