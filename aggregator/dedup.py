@@ -99,9 +99,3 @@ class CandidateIndex:
         found: set[int] = set(self._body.query(self._lean(signature.body)))
         found.update(self._lead.query(self._lean(signature.lead)))
         return found
-
-
-def estimated_jaccard(a: bytes, b: bytes) -> float:
-    left = np.frombuffer(a, dtype="<u4")
-    right = np.frombuffer(b, dtype="<u4")
-    return float(np.count_nonzero(left == right)) / max(1, len(left))

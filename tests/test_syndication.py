@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.dedup import CandidateIndex, Signature, Signer, estimated_jaccard
+from aggregator.dedup import CandidateIndex, Signature, Signer
 from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
 from aggregator.syndication import (
     Match,
@@ -719,11 +719,10 @@ def test_summary_is_found_through_its_lead() -> None:
     assert summary.lead_shingles == full.lead_shingles[: len(summary.lead_shingles)]
     index, ids = index_of(original=ORIGINAL)
     signature = sign(SUMMARY)
-    assert estimated_jaccard(signature.body, sign(ORIGINAL).body) < SETTINGS.body_lsh_threshold
     assert index.query(signature) == {ids["original"]}
-    # The body signature alone does not find it: the lead does.
-    without_lead = Signature(signature.body, sign(STORY_TWO).lead)
-    assert index.query(without_lead) == set()
+    # The lead signature alone finds it, whatever the body estimate happens to be.
+    lead_only = Signature(sign(STORY_TWO).body, signature.lead)
+    assert index.query(lead_only) == {ids["original"]}
 
 
 def test_unrelated_texts_are_not_found() -> None:
@@ -744,12 +743,3 @@ def test_remove_and_re_add() -> None:
     index.add(ids["original"], sign(ORIGINAL))  # re-adding replaces
     assert len(index) == 2
     assert index.query(sign(ORIGINAL)) == {ids["original"]}
-
-
-def test_estimated_jaccard() -> None:
-    a, b = sign(ORIGINAL), sign(CHROME)
-    assert estimated_jaccard(a.body, a.body) == 1.0
-    assert estimated_jaccard(a.body, b.body) == pytest.approx(
-        compare(prep(ORIGINAL), prep(CHROME), SIZE).jaccard, abs=0.15
-    )
-    assert estimated_jaccard(a.body, sign(STORY_ONE).body) < 0.1
