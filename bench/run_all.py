@@ -41,7 +41,7 @@ def machine() -> str:
 
 
 def main() -> int:
-    mode = os.environ.get("BENCH", "quick")
+    mode = os.environ.get("BENCH") or "quick"
     plan = FULL if mode == "full" else QUICK
     sections = []
     summary = []
@@ -57,7 +57,8 @@ def main() -> int:
         if result.returncode != 0:
             final = f"FAILED (exit {result.returncode}): {result.stderr.strip().splitlines()[-1:]}"
         print(f"{name}: {final}", flush=True)
-        summary.append(f"| `{name} {' '.join(args)}` | {seconds:.0f} s | `{final}` |")
+        shown = " ".join(Path(a).name if a.startswith("/") else a for a in args)
+        summary.append(f"| `{name.split()[0]} {shown}` | {seconds:.0f} s | `{final}` |")
         sections.append(f"### {name}\n\n```\n{output[-6000:]}\n```\n")
     text = "\n".join(
         [
