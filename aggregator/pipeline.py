@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from aggregator.errors import ParseError, UsageError
 from aggregator.fetch import Fetcher
@@ -85,17 +87,46 @@ def poll(
         ) as pool,
     ):
         started: dict[Future[FetchResult], tuple[Feed, datetime]] = {}
-        for feed in feeds:
+        # At most `per_host` fetches from one host at a time, as the daemon does; feeds
+        # are submitted round-robin across hosts so a waiting worker rarely blocks others.
+        limits: dict[str, threading.BoundedSemaphore] = {}
+        for feed in _round_robin_by_host(feeds):
+            host = _host(feed.url)
+            gate = limits.setdefault(host, threading.BoundedSemaphore(settings.daemon.per_host))
             request = FetchRequest(
                 url=feed.url,
                 etag=feed.etag,
                 last_modified=feed.last_modified,
                 polling=polling_for(settings, feed),
             )
-            started[pool.submit(fetcher.fetch, request)] = (feed, clock())
+            started[pool.submit(_fetch_gated, fetcher, request, gate)] = (feed, clock())
         for future in as_completed(started):
             feed, started_at = started[future]
             yield store_result(store, settings, linker, feed, future.result(), started_at, clock())
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _round_robin_by_host(feeds: Sequence[Feed]) -> list[Feed]:
+    queues: dict[str, list[Feed]] = {}
+    for feed in feeds:
+        queues.setdefault(_host(feed.url), []).append(feed)
+    ordered: list[Feed] = []
+    while queues:
+        for host in list(queues):
+            ordered.append(queues[host].pop(0))
+            if not queues[host]:
+                del queues[host]
+    return ordered
+
+
+def _fetch_gated(
+    fetcher: Fetcher, request: FetchRequest, gate: threading.BoundedSemaphore
+) -> FetchResult:
+    with gate:
+        return fetcher.fetch(request)
 
 
 def polling_for(settings: Settings, feed: Feed) -> PollingSettings:

@@ -54,7 +54,7 @@ _CURRENCIES = (
 )
 # A pair written without its slash needs one of these on a side.
 _MAJORS = frozenset("USD EUR JPY GBP CHF AUD NZD CAD XAU XAG".split())
-# Quoted as units of USD per one of them (EUR/USD); the rest as USD/XXX.
+# Quoted as units of USD per one of them (EUR/USD); the rest as USD/<code>.
 _USD_QUOTED = frozenset("EUR GBP AUD NZD XAU XAG XPT XPD".split())
 
 # Not preceded by a letter, digit or "/" (so not a URL path such as /eur/usd-forecast).

@@ -375,3 +375,20 @@ def test_per_host_limit_and_metrics_endpoint(tmp_path: Path) -> None:
     assert re.search(r'^aggregator_polls_total\{outcome="ok"\} [1-9]', exposition, re.M)
     assert re.search(r'^aggregator_items_total\{kind="new"\} [1-9]', exposition, re.M)
     assert "aggregator_poll_duration_seconds_bucket" in exposition
+
+
+def test_cron_poll_keeps_the_per_host_limit_too(tmp_path: Path) -> None:
+    _SlowFeeds.active = _SlowFeeds.peak = _SlowFeeds.total = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFeeds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    config = write_config(
+        tmp_path / "config.toml", {f"desk{n}": f"{base}/p{n}" for n in range(6)}, per_host="2"
+    )
+    try:
+        result = subprocess.run(documented("cron", config), capture_output=True, text=True)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert _SlowFeeds.total == 6
+    assert _SlowFeeds.peak == 2
