@@ -283,17 +283,34 @@ def _normal_number(token: str) -> str:
     return token.replace(",", ".")
 
 
+# Small numbers written as words are figures too: a daily "five grain ships loading"
+# report differs from the next one only there. "one" is left alone: it is mostly a pronoun.
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+    if word != "_"
+} | {
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+    "seventy": "70", "eighty": "80", "ninety": "90",
+}  # fmt: skip
+
+
 def tokens(text: str) -> list[str]:
     """Words and numbers of `text`, NFKC-normalised and case-folded.
 
     Numbers keep their decimals ("1.20", "3/16") and lose thousands separators,
-    so they can be compared as figures; "%" and "per cent" both become "pct".
+    so they can be compared as figures; "%" and "per cent" both become "pct";
+    number words from two to twenty and the tens become digits.
     """
     folded = _CURRENCY_PREFIX.sub("$", unicodedata.normalize("NFKC", text)).casefold()
     folded = _APOSTROPHES.sub("", folded)
     folded = _PERCENT.sub(" pct ", folded)
     return [
-        _normal_number(token) if token[0].isdigit() else token for token in _TOKEN.findall(folded)
+        _normal_number(token) if token[0].isdigit() else _NUMBER_WORDS.get(token, token)
+        for token in _TOKEN.findall(folded)
     ]
 
 

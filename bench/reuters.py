@@ -74,6 +74,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N stories")
     parser.add_argument("--sample", type=int, default=20, help="links to print for judging")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="write the database here instead of a temp dir")
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"reuters: corpus not found at {CORPUS}; skipped")
@@ -84,7 +85,9 @@ def main() -> int:
     by_id = {d[0]: d for d in docs}
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "reuters.db"
+        db = args.keep or Path(tmp) / "reuters.db"
+        for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            stale.unlink(missing_ok=True)
         settings = settings_from_mapping(
             {
                 "storage": {"path": str(db)},
