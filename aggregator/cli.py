@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -987,6 +988,49 @@ def status(state: _State, as_json: bool) -> None:
                 ],
             )
         )
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Items stored (and linked) per transaction.",
+)
+@click.pass_obj
+def import_(state: _State, file: Path, batch: int) -> None:
+    """Backfill archived news from a JSONL file through the same link-and-store path.
+
+    Each line: {"title", "url", "published" (ISO 8601), "publisher", "text" or "html",
+    optional "id"}. Items go to one pseudo-feed per publisher (import-NAME, never
+    polled) and are linked to stories like polled items. Re-running skips what is
+    already stored, so an interrupted import resumes. Bad lines are skipped and
+    counted.
+    """
+    from aggregator.backfill import count_lines, run_import
+
+    settings = state.settings()
+    total = count_lines(file)
+    started = time.monotonic()
+    with (
+        DatabaseLock(state.db_path(), role="import"),
+        state.open_store() as store,
+        click.progressbar(
+            length=total, label="importing", show_pos=True, show_eta=True, file=sys.stderr
+        ) as bar,
+    ):
+        result = run_import(store, settings, file, now=utc_now(), batch=batch, progress=bar.update)
+    seconds = max(time.monotonic() - started, 1e-9)
+    linked = sum(n for kind, n in result.links.items() if kind != "original")
+    click.echo(
+        f"{result.read} lines: {result.new} new items ({linked} linked to a story), "
+        f"{result.already_stored} already stored, {result.skipped} skipped; "
+        f"{result.read / seconds:.0f} items/s"
+    )
+    if result.first_problem:
+        click.echo(f"first skipped line: {result.first_problem}", err=True)
 
 
 @cli.command()

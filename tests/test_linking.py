@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -287,3 +288,44 @@ def test_a_link_to_a_followed_publishers_site_decides_the_parent(
     items = by_feed(store)
     assert items["feedvault"].parent_id == items["harrow-daily"].id
     assert items["feedvault"].method == "attribution"
+
+
+def test_import_backfills_links_and_resumes(tmp_path: Path) -> None:
+    labels = json.loads((REPO / "tests" / "data" / "labelled.json").read_text(encoding="utf-8"))
+    archive = tmp_path / "archive.jsonl"
+    lines = [
+        json.dumps(
+            {
+                "id": label["id"],
+                "title": label["title"],
+                "url": label["url"],
+                "published": label.get("published"),
+                "publisher": label["site"],
+                "text": label["text"],
+            }
+        )
+        for label in labels
+    ]
+    archive.write_text("\n".join([*lines, "{not json", '{"title": "no publisher"}']) + "\n")
+    db = tmp_path / "agg.db"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "--db", str(db), *args], capture_output=True, text=True, timeout=120
+        )
+
+    first = cli("import", str(archive))
+    assert first.returncode == 0, first.stderr
+    assert f"{len(labels)} new items" in first.stdout and "2 skipped" in first.stdout
+    assert "line" in first.stderr
+    again = cli("import", str(archive))
+    assert "0 new items" in again.stdout and f"{len(labels)} already stored" in again.stdout
+
+    items = json.loads(cli("items", "--json", "--limit", "0").stdout)
+    group = {label["url"]: label["group"] for label in labels}
+    false_links = misses = 0
+    for a, b in itertools.combinations(items, 2):
+        same, linked = group[a["url"]] == group[b["url"]], a["story_id"] == b["story_id"]
+        false_links += linked and not same
+        misses += same and not linked
+    assert (false_links, misses) == (0, 0)

@@ -9,6 +9,7 @@ while a poll writes. Rows never leave this module: callers get frozen records.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -215,6 +216,19 @@ class Store(LinkStore, QueryStore):
             self._conn.execute(
                 f"UPDATE feeds SET in_config = 0 WHERE name NOT IN ({placeholders})", names
             )
+
+    def archive_feed(self, publisher: str, now: datetime) -> Feed:
+        """The pseudo-feed that holds a publisher's imported items (never polled)."""
+        slug = re.sub(r"[^a-z0-9]+", "-", publisher.casefold()).strip("-")[:48] or "unknown"
+        name = f"import-{slug}"
+        with self._transaction("write to"):
+            self._conn.execute(
+                "INSERT INTO feeds (name, publisher, url, config_url, tags, active, in_config, "
+                "error_count, created_at) VALUES (?, ?, ?, ?, '[\"import\"]', 0, 0, 0, ?) "
+                "ON CONFLICT(name) DO NOTHING",
+                (name, publisher, f"import:{slug}", f"import:{slug}", format_time(now)),
+            )
+        return self.feeds([name], in_config_only=False)[0]
 
     _FEED_SELECT = (
         "SELECT feeds.*, (SELECT count(*) FROM items WHERE items.feed_id = feeds.id) "

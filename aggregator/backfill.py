@@ -1,0 +1,161 @@
+"""`aggregator import FILE`: load archived news (JSONL) through the same link-and-store path.
+
+Each line is a JSON object with `title`, `url`, `published` (ISO 8601), `publisher` and
+`text` or `html` (optionally `id`). Items are grouped per publisher into a pseudo-feed
+(`import-<publisher>`, never polled), stored in batches in publish order, and linked
+to stories exactly as polled items are. Re-running skips what is already stored (the
+entry key is `id`, else the canonical URL), so an interrupted import resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator.errors import UsageError
+from aggregator.linker import Linker
+from aggregator.models import ChangeStatus, Feed, ParsedEntry, Settings
+from aggregator.store import Store
+from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    read: int
+    new: int
+    already_stored: int
+    skipped: int
+    first_problem: str | None
+    links: Counter[str]
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield number, f"line {number}: not JSON ({e.msg})"
+                continue
+            yield number, record if isinstance(record, dict) else f"line {number}: not an object"
+
+
+def _entry(record: dict[str, object], now: datetime) -> tuple[str, ParsedEntry]:
+    publisher = str(record.get("publisher") or "").strip()
+    title = single_line(str(record.get("title") or ""))
+    if not publisher:
+        raise ValueError("no publisher")
+    html = str(record.get("html") or "")
+    text = normalize_space(str(record["text"])) if record.get("text") else html_to_text(html)
+    if not text and not title:
+        raise ValueError("no title and no text")
+    published_text = str(record.get("published") or "")
+    published: datetime | None = None
+    if published_text:
+        try:
+            published = datetime.fromisoformat(published_text.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise ValueError(f"published {published_text!r} is not ISO 8601") from e
+        published = (
+            published.replace(tzinfo=UTC) if published.tzinfo is None else published.astimezone(UTC)
+        )
+    url = str(record.get("url") or "") or None
+    canonical = canonical_url(url)
+    key = str(record.get("id") or "") or canonical
+    if not key:
+        key = "sha256:" + hashlib.sha256(f"{title}\x1f{published_text}".encode()).hexdigest()
+    return publisher, ParsedEntry(
+        key=key,
+        guid=str(record["id"]) if record.get("id") else None,
+        url=url,
+        canonical_url=canonical,
+        title=title,
+        author=None,
+        published=min(published or now, now),
+        published_from_feed=published is not None,
+        updated=None,
+        summary_html="",
+        summary_text="",
+        content_html=html,
+        content_text=text,
+        categories=(),
+        content_hash=hashlib.sha256(f"{title}\x1f{canonical}\x1f{text}".encode()).hexdigest(),
+    )
+
+
+def count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def run_import(
+    store: Store,
+    settings: Settings,
+    path: Path,
+    *,
+    now: datetime,
+    batch: int = 500,
+    progress: Callable[[int], None] = lambda done: None,
+) -> ImportResult:
+    linker = Linker(store, settings)
+    read = new = same = skipped = 0
+    problem: str | None = None
+    links: Counter[str] = Counter()
+    pending: list[tuple[str, ParsedEntry]] = []
+    feeds: dict[str, Feed] = {}
+
+    def flush() -> None:
+        nonlocal new, same
+        # Publish order across the batch, so originals are stored before their copies.
+        pending.sort(key=lambda pair: pair[1].published)
+        by_publisher: dict[str, list[ParsedEntry]] = {}
+        for publisher, entry in pending:
+            by_publisher.setdefault(publisher, []).append(entry)
+        for publisher, entries in by_publisher.items():
+            if publisher not in feeds:
+                feeds[publisher] = store.archive_feed(publisher, now)
+            feed = feeds[publisher]
+            try:
+                with store.transaction():
+                    changes = store.upsert_entries(feed, entries, now)
+                    links.update(linker.link_changes(feed, changes, now))
+            except BaseException:
+                linker.rollback()
+                raise
+            linker.commit()
+            new += sum(1 for c in changes if c.status is ChangeStatus.NEW)
+            same += sum(1 for c in changes if c.status is not ChangeStatus.NEW)
+        progress(len(pending))
+        pending.clear()
+
+    for number, record in _records(path):
+        read += 1
+        if isinstance(record, str):
+            skipped += 1
+            problem = problem or record
+            continue
+        try:
+            pending.append(_entry(record, now))
+        except (ValueError, KeyError) as e:
+            skipped += 1
+            problem = problem or f"line {number}: {e}"
+            continue
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return ImportResult(read, new, same, skipped, problem, links)
