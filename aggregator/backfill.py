@@ -9,7 +9,6 @@ entry key is `id`, else the canonical URL), so an interrupted import resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from aggregator.errors import UsageError
 from aggregator.linker import Linker
 from aggregator.models import ChangeStatus, Feed, ParsedEntry, Settings
+from aggregator.parse import content_hash, entry_key
 from aggregator.store import Store
 from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
 
@@ -72,12 +72,10 @@ def _entry(record: dict[str, object], now: datetime) -> tuple[str, ParsedEntry]:
         )
     url = str(record.get("url") or "") or None
     canonical = canonical_url(url)
-    key = str(record.get("id") or "") or canonical
-    if not key:
-        key = "sha256:" + hashlib.sha256(f"{title}\x1f{published_text}".encode()).hexdigest()
+    guid = str(record.get("id") or "") or None
     return publisher, ParsedEntry(
-        key=key,
-        guid=str(record["id"]) if record.get("id") else None,
+        key=entry_key(guid, canonical, title, published_text),
+        guid=guid,
         url=url,
         canonical_url=canonical,
         title=title,
@@ -90,7 +88,7 @@ def _entry(record: dict[str, object], now: datetime) -> tuple[str, ParsedEntry]:
         content_html=html,
         content_text=text,
         categories=(),
-        content_hash=hashlib.sha256(f"{title}\x1f{canonical}\x1f{text}".encode()).hexdigest(),
+        content_hash=content_hash(title, canonical, None, "", text),
     )
 
 

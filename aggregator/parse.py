@@ -190,12 +190,8 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
     )
 
     guid = str(raw.get("id") or "").strip() or None
-    key = _entry_key(guid, canonical, title, raw.get("published") or dict.get(raw, "updated"))
-    content_hash = hashlib.sha256(
-        "\x1f".join(
-            [title, canonical or "", author or "", summary_text, content_text, *categories]
-        ).encode("utf-8", "surrogatepass")
-    ).hexdigest()
+    key = entry_key(guid, canonical, title, raw.get("published") or dict.get(raw, "updated"))
+    digest = content_hash(title, canonical, author, summary_text, content_text, categories)
 
     return ParsedEntry(
         key=key,
@@ -212,7 +208,7 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
         content_html=content_html,
         content_text=content_text,
         categories=categories,
-        content_hash=content_hash,
+        content_hash=digest,
     )
 
 
@@ -232,7 +228,23 @@ def _web_link(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def _entry_key(guid: str | None, canonical: str | None, title: str, date_text: object) -> str:
+def content_hash(
+    title: str,
+    canonical: str | None,
+    author: str | None,
+    summary_text: str,
+    content_text: str,
+    categories: tuple[str, ...] = (),
+) -> str:
+    """Digest of what a reader sees; a change means a new revision of the item."""
+    return hashlib.sha256(
+        "\x1f".join(
+            [title, canonical or "", author or "", summary_text, content_text, *categories]
+        ).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+
+
+def entry_key(guid: str | None, canonical: str | None, title: str, date_text: object) -> str:
     """guid, else canonical link, else a hash of title and the feed's own date string.
 
     The raw date string is used instead of the parsed date so that an entry
