@@ -426,3 +426,29 @@ def test_an_unchanged_body_without_validators_is_not_parsed_again(
     )
     changed = poll_once(store, settings)
     assert (changed.items_seen, changed.items_new) == (4, 1)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compression_bomb_stops_at_the_cap(
+    httpserver: HTTPServer, tmp_path: Path, store: Store, encoding: str
+) -> None:
+    # 100-300 MB of zeros after a valid feed start: a few hundred KB on the wire.
+    head = rss(market_items(1)).replace(b"</channel></rss>", b"<!--")
+    if encoding == "br":
+        bomb = pytest.importorskip("brotli").compress(head + b"\0" * 100_000_000, quality=1)
+    else:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+        parts = [packer.compress(head)]
+        block = b"\0" * 1_000_000
+        parts += [packer.compress(block) for _ in range(300)]
+        bomb = b"".join([*parts, packer.flush()])
+    assert len(bomb) < 2_000_000
+    httpserver.expect_request("/feed").respond_with_data(
+        bomb, headers={"Content-Encoding": encoding, "Content-Type": "application/rss+xml"}
+    )
+    started = time.monotonic()
+    report = poll_once(store, one_feed(tmp_path, httpserver.url_for("/feed"), max_bytes=2_000_000))
+    assert report.outcome is FetchOutcome.TOO_LARGE
+    # Stopped within one decompressed piece of the cap, not after inflating everything.
+    assert 2_000_000 < report.bytes_read <= 2_000_000 + 65_536
+    assert time.monotonic() - started < 10
