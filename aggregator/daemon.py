@@ -115,6 +115,9 @@ class Daemon:
         store.sync_feeds(settings.feeds, now)
         store.daemon_started(os.getpid(), socket.gethostname(), __version__, now)
         linker = Linker(store, settings)
+        # Fail at start, not on every poll, when stored signatures need a rebuild.
+        with store.transaction():
+            linker.check_parameters(now)
         metrics = Metrics()
         if settings.daemon.metrics_port is not None:
             self.metrics_port = metrics.serve(settings.daemon.metrics_port)

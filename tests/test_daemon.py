@@ -392,3 +392,19 @@ def test_cron_poll_keeps_the_per_host_limit_too(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert _SlowFeeds.total == 6
     assert _SlowFeeds.peak == 2
+
+
+def test_daemon_refuses_to_start_when_signatures_need_a_rebuild(
+    feeds: FeedServer, tmp_path: Path
+) -> None:
+    feeds.growing("/news", per_request=1)
+    config = write_config(tmp_path / "config.toml", {"news": feeds.url("/news")})
+    polled = subprocess.run(documented("cron", config), capture_output=True, text=True)
+    assert polled.returncode == 0, polled.stderr
+    config.write_text(config.read_text() + "[dedup]\nnum_perm = 64\n", encoding="utf-8")
+    refused = subprocess.run(
+        documented("systemd", config), capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode == 1
+    assert "dedup --rebuild" in refused.stderr
+    assert "Traceback" not in refused.stderr
