@@ -38,6 +38,7 @@ from aggregator.syndication import (
     is_copy,
     is_correction,
     relation,
+    title_overlap,
 )
 from aggregator.text import (
     credited_publishers,
@@ -285,13 +286,14 @@ class Linker:
             correction = same_publisher and (
                 is_correction(member.title) or is_correction(other.title)
             )
-            same_title = tokens(member.title) == tokens(other.title)
+            mine, theirs_title = tokens(member.title), tokens(other.title)
             if other.id in same_url or is_copy(
                 comparison,
                 shorter,
                 self._settings,
                 correction=correction,
-                same_title=same_title,
+                same_title=mine == theirs_title,
+                headline_overlap=title_overlap(mine, theirs_title),
             ):
                 matches.append(Match(other, comparison))
         return matches

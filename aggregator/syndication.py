@@ -17,6 +17,10 @@ from aggregator.models import Comparison, DedupSettings, Member, PreparedText, R
 ALIGN_WORDS = 150
 ALIGN_SHARE = 0.3
 
+# Share of the shorter headline's words found in the other headline, required when
+# two texts share only their opening (see is_copy).
+MIN_TITLE_OVERLAP = 0.3
+
 _CORRECTION = re.compile(
     r"^\s*(?:corrected|correction|corrects|refile|refiled|update\s*\d*|updated)\b",
     re.IGNORECASE,
@@ -72,6 +76,14 @@ def _aligned(
     return any(s in window for s in opening)
 
 
+def title_overlap(a: Sequence[str], b: Sequence[str]) -> float:
+    """Share of the shorter headline's distinct words that the other headline has."""
+    left, right = set(a), set(b)
+    if not left or not right:
+        return 1.0  # a missing headline is no evidence either way
+    return len(left & right) / min(len(left), len(right))
+
+
 def is_correction(title: str) -> bool:
     return bool(_CORRECTION.match(title))
 
@@ -83,6 +95,7 @@ def is_copy(
     *,
     correction: bool = False,
     same_title: bool = False,
+    headline_overlap: float = 1.0,
 ) -> bool:
     """The verdict: enough of the shorter text is in the longer one, with the same key terms.
 
@@ -99,7 +112,12 @@ def is_copy(
         return same_title and shorter_shingles > 0 and comparison.jaccard == 1.0
     if comparison.containment < settings.min_containment:
         return False
-    if comparison.jaccard < settings.min_jaccard and not comparison.aligned:
+    # With little overlap overall, only a shared opening counts (a summary of a full
+    # text). A page quoting another story's blurb near its top looks the same, so the
+    # headlines must share words too.
+    if comparison.jaccard < settings.min_jaccard and (
+        not comparison.aligned or headline_overlap < MIN_TITLE_OVERLAP
+    ):
         return False
     allowed = int(settings.figure_tolerance * comparison.figures) + (1 if correction else 0)
     if comparison.figures_missing > allowed:

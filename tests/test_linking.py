@@ -329,3 +329,34 @@ def test_import_backfills_links_and_resumes(tmp_path: Path) -> None:
         false_links += linked and not same
         misses += same and not linked
     assert (false_links, misses) == (0, 0)
+
+
+OTHER = [
+    "Quillmarket Analytics said on Wednesday that stablecoin settlement volumes on three "
+    "regional exchanges doubled in October, as market makers moved collateral away from "
+    "slower bank transfers ahead of the quarter-end funding squeeze.",
+    "The firm counted 41 billion dollars of transfers across the venues, up from 19 billion "
+    "a month earlier, with most of the growth concentrated in the final week of the month.",
+]
+
+
+def test_a_related_blurb_near_the_top_of_a_page_does_not_link_the_other_story(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    # The syndicator's page: headline, a Related Articles block quoting another story's
+    # opening, then the copied article.
+    page = ["Related Articles", OTHER[0], "Author Quillmarket", *ARTICLE, *CHROME_BOTTOM[3:]]
+    feeds = {
+        "harrow-daily": serve(httpserver, "/o", [item("o", ARTICLE, 0)]),
+        "quillmarket": serve(
+            httpserver, "/q", [item("q", OTHER[:1], 10, title="Stablecoin settlement doubles")]
+        ),
+        "tradevane": serve(httpserver, "/p", [item("p", page, 60)]),
+    }
+    settings = settings_for(tmp_path, feeds)
+    poll_names(store, settings, "harrow-daily", "quillmarket")
+    poll_names(store, settings, "tradevane")
+    items = by_feed(store)
+    assert items["tradevane"].parent_id == items["harrow-daily"].id
+    assert items["quillmarket"].story_id == items["quillmarket"].id
+    assert items["quillmarket"].story_size == 1
