@@ -36,8 +36,8 @@ from aggregator.fetch import Fetcher
 from aggregator.linker import Linker
 from aggregator.lock import DatabaseLock
 from aggregator.metrics import Metrics
-from aggregator.models import Feed, FetchRequest, FetchResult, Settings
-from aggregator.pipeline import Clock, polling_for, store_result, utc_now
+from aggregator.models import Feed, FetchResult, Settings
+from aggregator.pipeline import Clock, fetch_request, store_result, utc_now
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -200,13 +200,7 @@ class Daemon:
             host = (urlsplit(feed.url).hostname or "").lower()
             if per_host[host] >= settings.daemon.per_host:
                 continue
-            request = FetchRequest(
-                url=feed.url,
-                etag=feed.etag,
-                last_modified=feed.last_modified,
-                polling=polling_for(settings, feed),
-            )
-            future = pool.submit(fetcher.fetch, request)
+            future = pool.submit(fetcher.fetch, fetch_request(settings, feed))
             self._in_flight[feed.id] = host
             per_host[host] += 1
             started_at = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aggregator.dedup import CandidateIndex, Signature, Signer, parameters
@@ -439,13 +439,6 @@ def _linked_publishers(html: str, sites: dict[str, str], own: str) -> frozenset[
 
 def _lag(child: Member, parent: Member) -> int:
     return int((child.published - parent.published).total_seconds())
-
-
-def relation_counts(found: Iterable[Counter[str]]) -> Counter[str]:
-    total: Counter[str] = Counter()
-    for counts in found:
-        total.update(counts)
-    return total
 
 
 def rebuild(

@@ -93,12 +93,7 @@ def poll(
         for feed in _round_robin_by_host(feeds):
             host = _host(feed.url)
             gate = limits.setdefault(host, threading.BoundedSemaphore(settings.daemon.per_host))
-            request = FetchRequest(
-                url=feed.url,
-                etag=feed.etag,
-                last_modified=feed.last_modified,
-                polling=polling_for(settings, feed),
-            )
+            request = fetch_request(settings, feed)
             started[pool.submit(_fetch_gated, fetcher, request, gate)] = (feed, clock())
         for future in as_completed(started):
             feed, started_at = started[future]
@@ -127,6 +122,16 @@ def _fetch_gated(
 ) -> FetchResult:
     with gate:
         return fetcher.fetch(request)
+
+
+def fetch_request(settings: Settings, feed: Feed) -> FetchRequest:
+    """A conditional GET of the feed's current URL with its saved validators."""
+    return FetchRequest(
+        url=feed.url,
+        etag=feed.etag,
+        last_modified=feed.last_modified,
+        polling=polling_for(settings, feed),
+    )
 
 
 def polling_for(settings: Settings, feed: Feed) -> PollingSettings:

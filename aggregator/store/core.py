@@ -33,8 +33,8 @@ from aggregator.models import (
     StorySummary,
 )
 from aggregator.store.links import LinkStore
-from aggregator.store.queries import QueryStore
-from aggregator.store.records import feed_record, required_time, stored_item
+from aggregator.store.queries import ItemFilter, QueryStore
+from aggregator.store.records import feed_record, required_time
 from aggregator.store.schema import MIGRATIONS
 from aggregator.store.times import format_time, format_time_ceil, parse_time
 
@@ -396,12 +396,6 @@ class Store(LinkStore, QueryStore):
 
     # -- reading items ----------------------------------------------------------
 
-    _ITEM_SELECT = (
-        "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
-        "(SELECT count(*) FROM items AS s WHERE s.story_id = items.story_id) AS story_size "
-        "FROM items JOIN feeds ON feeds.id = items.feed_id "
-    )
-
     def items(
         self,
         *,
@@ -411,39 +405,16 @@ class Store(LinkStore, QueryStore):
         originals_only: bool = False,
     ) -> list[StoredItem]:
         """Items newest first; `originals_only` gives one row per story, its original."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if feeds:
-            clauses.append(f"feeds.name IN ({','.join('?' * len(feeds))})")
-            params.extend(feeds)
-        if since is not None:
-            clauses.append("items.published >= ?")
-            params.append(format_time(since))
-        if originals_only:
-            clauses.append("items.story_id = items.id")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        limit_sql = ""
-        if limit is not None:
-            limit_sql = "LIMIT ?"
-            params.append(limit)
-        rows = self._read(
-            f"{self._ITEM_SELECT} {where} ORDER BY items.published DESC, items.id DESC {limit_sql}",
-            params,
-        )
-        return [stored_item(row) for row in rows]
+        filters = ItemFilter(since=since, feeds=tuple(feeds or ()), originals=originals_only)
+        return self.filtered_items(filters, limit)
 
     def item(self, item_id: int) -> StoredItem | None:
-        rows = self._read(f"{self._ITEM_SELECT} WHERE items.id = ?", [item_id])
-        return stored_item(rows[0]) if rows else None
+        found = self.items_by_id([item_id])
+        return found[0] if found else None
 
     def story(self, story_id: int) -> list[StoredItem]:
         """Every item of a story, oldest first."""
-        rows = self._read(
-            f"{self._ITEM_SELECT} WHERE items.story_id = ? "
-            "ORDER BY items.published, items.first_seen, items.id",
-            [story_id],
-        )
-        return [stored_item(row) for row in rows]
+        return self.story_items([story_id])
 
     def stories(
         self, *, since: datetime | None = None, min_copies: int = 1, limit: int | None = 50

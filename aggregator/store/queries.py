@@ -10,11 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aggregator.errors import UsageError
+from aggregator.errors import StorageError, UsageError
 from aggregator.models import StoredItem
 from aggregator.store.records import stored_item
 from aggregator.store.times import format_time
 
+# One item with its feed, publisher and story size: every item listing selects this.
+ITEM_SELECT = (
+    "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
+    "(SELECT count(*) FROM items AS s WHERE s.story_id = items.story_id) AS story_size "
+    "FROM items JOIN feeds ON feeds.id = items.feed_id"
+)
 # Matches of one query that are ranked: the newest ones (see Store.search).
 SEARCH_WINDOW = 5000
 # Characters with a meaning in FTS5 query syntax; a query without them is plain words.
@@ -109,7 +115,10 @@ class QueryStore:
         return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def _select_items(self, sql: str, params: Sequence[Any]) -> list[StoredItem]:
-        rows = self._select_rows(sql, params)
+        try:
+            rows = self._select_rows(sql, params)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read items: {' '.join(str(e).split())}") from e
         tickers = self.tickers_of([row["id"] for row in rows])
         return [stored_item(row, tickers.get(row["id"], ())) for row in rows]
 
@@ -207,34 +216,36 @@ class QueryStore:
         clauses, params = filters.sql()
         where = "".join(f" AND {c}" for c in clauses)
         return self._select_items(
-            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher "
-            "FROM items JOIN feeds ON feeds.id = items.feed_id "
-            f"WHERE items.change_seq > ? AND items.change_seq <= ?{where} "
+            f"{ITEM_SELECT} WHERE items.change_seq > ? AND items.change_seq <= ?{where} "
             "ORDER BY items.change_seq, items.id",
             [after, up_to, *params],
         )
 
     def filtered_items(self, filters: ItemFilter, limit: int | None) -> list[StoredItem]:
+        """Items newest first; a limit of None or 0 means all."""
         clauses, params = filters.sql()
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         limit_sql = " LIMIT ?" if limit else ""
         return self._select_items(
-            "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher, "
-            "(SELECT count(*) FROM items AS s WHERE s.story_id = items.story_id) AS story_size "
-            f"FROM items JOIN feeds ON feeds.id = items.feed_id{where} "
-            f"ORDER BY items.published DESC, items.id DESC{limit_sql}",
+            f"{ITEM_SELECT}{where} ORDER BY items.published DESC, items.id DESC{limit_sql}",
             [*params, *([limit] if limit else [])],
         )
 
+    def items_by_id(self, ids: Sequence[int]) -> list[StoredItem]:
+        return self._select_in("items.id", ids, "items.id")
+
     def story_items(self, story_ids: Sequence[int]) -> list[StoredItem]:
+        """Every item of these stories, oldest first."""
+        return self._select_in(
+            "items.story_id", story_ids, "items.published, items.first_seen, items.id"
+        )
+
+    def _select_in(self, column: str, values: Sequence[int], order: str) -> list[StoredItem]:
         rows: list[StoredItem] = []
-        for start in range(0, len(story_ids), 500):
-            chunk = list(story_ids[start : start + 500])
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
             rows += self._select_items(
-                "SELECT items.*, feeds.name AS feed_name, feeds.publisher AS publisher "
-                "FROM items JOIN feeds ON feeds.id = items.feed_id "
-                f"WHERE items.story_id IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY items.published, items.first_seen, items.id",
+                f"{ITEM_SELECT} WHERE {column} IN ({','.join('?' * len(chunk))}) ORDER BY {order}",
                 chunk,
             )
         return rows
