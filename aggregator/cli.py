@@ -322,7 +322,7 @@ def feeds(ctx: click.Context, output: str | None) -> None:
     settings = state.settings()
     with state.open_store() as store:
         store.sync_feeds(settings.feeds, utc_now())
-        rows = store.feeds()
+        rows = store.feeds(with_counts=True)
 
     def table() -> str:
         if not rows:

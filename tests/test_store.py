@@ -109,12 +109,12 @@ def test_sync_feeds_keeps_learned_state_and_resets_on_url_change(store: Store) -
     store.apply_poll(gold, update_for(gold.url), [entry("a")], report("gold"), NOW)
 
     store.sync_feeds(CONFIGS, NOW)
-    gold = store.feeds(["gold"])[0]
+    gold = store.feeds(["gold"], with_counts=True)[0]
     assert gold.etag == '"e1"' and gold.item_count == 1
 
     moved = [dataclasses.replace(CONFIGS[0], url="https://news.example/gold-v2"), CONFIGS[1]]
     store.sync_feeds(moved, NOW)
-    gold = store.feeds(["gold"])[0]
+    gold = store.feeds(["gold"], with_counts=True)[0]
     assert (gold.url, gold.etag, gold.next_check_at) == ("https://news.example/gold-v2", None, None)
     assert gold.item_count == 1
 

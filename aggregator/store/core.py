@@ -230,13 +230,20 @@ class Store(LinkStore, QueryStore):
             )
         return self.feeds([name], in_config_only=False)[0]
 
-    _FEED_SELECT = (
+    _FEED_SELECT = "SELECT feeds.* FROM feeds"
+    # Counting a feed's items is a scan of its index range: only listings ask for it,
+    # not the due-feed query every daemon tick runs.
+    _FEED_SELECT_COUNTED = (
         "SELECT feeds.*, (SELECT count(*) FROM items WHERE items.feed_id = feeds.id) "
         "AS item_count FROM feeds"
     )
 
     def feeds(
-        self, names: Sequence[str] | None = None, *, in_config_only: bool = True
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        in_config_only: bool = True,
+        with_counts: bool = False,
     ) -> list[Feed]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -246,7 +253,8 @@ class Store(LinkStore, QueryStore):
             clauses.append(f"name IN ({','.join('?' * len(names))})")
             params.extend(names)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"{self._FEED_SELECT}{where} ORDER BY name", params)
+        select = self._FEED_SELECT_COUNTED if with_counts else self._FEED_SELECT
+        rows = self._read(f"{select}{where} ORDER BY name", params)
         return [feed_record(row) for row in rows]
 
     def due_feeds(self, now: datetime) -> list[Feed]:
