@@ -44,6 +44,7 @@ _DAEMON_KEYS = {
     "backoff_cap",
     "respect_server_hints",
     "metrics_port",
+    "processes",
 }
 _FEED_KEYS = {"name", "publisher", "url", "tags", "syndicates"} | _POLLING_KEYS
 _DEDUP_FIELDS = {f.name: f for f in fields(DedupSettings)}
@@ -266,6 +267,18 @@ def _daemon_settings(
                 "daemon.metrics_port", f"{port!r} must be a port number (0 picks a free one)"
             )
         overrides["metrics_port"] = port
+    if "processes" in values:
+        processes = values["processes"]
+        if (
+            isinstance(processes, bool)
+            or not isinstance(processes, int)
+            or not 0 <= processes <= 64
+        ):
+            raise fail(
+                "daemon.processes",
+                f"{processes!r} must be a whole number from 0 (one per core) to 64",
+            )
+        overrides["processes"] = processes
     return replace(DaemonSettings(), **overrides)
 
 

@@ -36,9 +36,10 @@ from aggregator.fetch import Fetcher
 from aggregator.linker import Linker
 from aggregator.lock import DatabaseLock
 from aggregator.metrics import Metrics
-from aggregator.models import Feed, FetchResult, Settings
-from aggregator.pipeline import Clock, fetch_request, store_result, utc_now
+from aggregator.models import Feed, Settings
+from aggregator.pipeline import Clock, Fetched, fetch_job, store_result, utc_now
 from aggregator.store import Store
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class _Tick:
 class _Result:
     feed: Feed
     started_at: datetime
-    future: Future[FetchResult]
+    future: Future[Fetched]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,10 @@ class Daemon:
         )
         pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fetch")
         fetcher = Fetcher()
+        # Worker processes start on the first body to digest, and only for enough feeds.
+        digester = Digester(
+            settings.daemon.processes if len(settings.feeds) >= MIN_FEEDS_FOR_PROCESSES else 1
+        )
         scheduler.start()
         log.info(
             "daemon started: %d feeds, tick %gs, %d workers, %d per host",
@@ -164,7 +169,7 @@ class Daemon:
                     continue
                 if isinstance(message, _Tick):
                     if not self._stopping:
-                        self._dispatch(store, pool, fetcher)
+                        self._dispatch(store, pool, fetcher, linker, digester)
                 elif isinstance(message, _Result):
                     self._store(store, linker, metrics, message)
                 elif message.name == "SIGHUP":
@@ -182,12 +187,20 @@ class Daemon:
         finally:
             scheduler.shutdown(wait=False)
             pool.shutdown(wait=False, cancel_futures=True)
+            digester.close()
             fetcher.close()
             store.daemon_stopped(self._clock())
             log.info("daemon stopped")
         return 0
 
-    def _dispatch(self, store: Store, pool: ThreadPoolExecutor, fetcher: Fetcher) -> None:
+    def _dispatch(
+        self,
+        store: Store,
+        pool: ThreadPoolExecutor,
+        fetcher: Fetcher,
+        linker: Linker,
+        digester: Digester,
+    ) -> None:
         settings = self._settings
         now = self._clock()
         store.daemon_ticked(now)
@@ -200,13 +213,13 @@ class Daemon:
             host = (urlsplit(feed.url).hostname or "").lower()
             if per_host[host] >= settings.daemon.per_host:
                 continue
-            future = pool.submit(fetcher.fetch, fetch_request(settings, feed))
+            future = pool.submit(fetch_job(settings, linker, digester, feed), fetcher)
             self._in_flight[feed.id] = host
             per_host[host] += 1
             started_at = now
 
             def done(
-                finished: Future[FetchResult], feed: Feed = feed, started: datetime = started_at
+                finished: Future[Fetched], feed: Feed = feed, started: datetime = started_at
             ) -> None:
                 self._queue.put(_Result(feed, started, finished))
 
@@ -214,10 +227,10 @@ class Daemon:
 
     def _store(self, store: Store, linker: Linker, metrics: Metrics, message: _Result) -> None:
         try:
-            fetched = message.future.result()
+            fetched, digest = message.future.result()
             report = store_result(
                 store, self._settings, linker, message.feed, fetched, message.started_at,
-                self._clock(),
+                self._clock(), digest=digest,
             )  # fmt: skip
             metrics.observe(report)
         except AggregatorError as e:

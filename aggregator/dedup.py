@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import xxhash
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash, MinHashLSH
 
 from aggregator.models import DedupSettings
 
@@ -63,39 +64,205 @@ class Signer:
         return Signature(self._digest(body_shingles), self._digest(lead_shingles))
 
 
+# A band key is a 56-bit hash of the band's values, with the band's number in the top
+# byte, so all bands of both signatures live in one sorted array searched in one call.
+_BAND_SHIFT = np.uint64(56)
+_HASH_MASK = np.uint64((1 << 56) - 1)
+_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93] * 32,
+    dtype=np.uint64,
+)
+
+
+def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's choice of (bands, rows) for a Jaccard threshold."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return int(lsh.b), int(lsh.r)
+
+
 class CandidateIndex:
-    """Two in-memory LSH tables (body, lead) over item ids."""
+    """LSH over two signatures per item (body, lead), compact enough for millions of items.
+
+    Band layouts come from datasketch (the false-positive/false-negative optimum
+    for each threshold); the tables are ours. datasketch's own tables keep a
+    Python set per bucket, about 20 KB per item here (measured in bench/), which
+    rules out a large window in memory. Here each band of each item is 12 bytes:
+    a key in one sorted uint64 array and the item's slot in a parallel uint32
+    array. New items go to a small dict first and are merged in batches.
+    """
+
+    _MIN_MERGE = 4096
 
     def __init__(self, settings: DedupSettings) -> None:
-        self._seed = settings.seed
-        self._body = MinHashLSH(threshold=settings.body_lsh_threshold, num_perm=settings.num_perm)
-        self._lead = MinHashLSH(threshold=settings.lead_lsh_threshold, num_perm=settings.num_perm)
-        self._keys: set[int] = set()
+        body_bands, body_rows = _band_layout(settings.body_lsh_threshold, settings.num_perm)
+        lead_bands, lead_rows = _band_layout(settings.lead_lsh_threshold, settings.num_perm)
+        self._layouts = ((body_bands, body_rows, 0), (lead_bands, lead_rows, body_bands))
+        # Sorted band keys and, for each, the slot of its item in _slot_ids.
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._slots = np.empty(0, dtype=np.uint32)
+        self._slot_ids = np.empty(0, dtype=np.int64)
+        self._slot_published = np.empty(0, dtype=np.float64)
+        self._merged: dict[int, int] = {}  # item id -> slot, for items in the arrays
+        self._removed: set[int] = set()  # merged items taken out since the last merge
+        # Items added since the last merge: id -> (band keys, published).
+        self._recent: dict[int, tuple[np.ndarray, float]] = {}
+        self._recent_keys: dict[int, set[int]] = {}
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._merged) - len(self._removed) + len(self._recent)
 
     def __contains__(self, item_id: int) -> bool:
-        return item_id in self._keys
+        return item_id in self._recent or (item_id in self._merged and item_id not in self._removed)
 
-    def _lean(self, raw: bytes) -> LeanMinHash:
-        values = np.frombuffer(raw, dtype="<u4")
-        return LeanMinHash(seed=self._seed, hashvalues=values, scheme=SCHEME)
+    def band_keys(self, signature: Signature) -> np.ndarray:
+        parts = []
+        for raw, (bands, rows, first) in zip(
+            (signature.body, signature.lead), self._layouts, strict=True
+        ):
+            values = np.frombuffer(raw, dtype="<u4")[: bands * rows].astype(np.uint64)
+            parts.append(self._hash(values.reshape(1, bands, rows), first)[0])
+        return np.concatenate(parts)
 
-    def add(self, item_id: int, signature: Signature) -> None:
-        if item_id in self._keys:
-            self.remove(item_id)
-        self._body.insert(item_id, self._lean(signature.body), check_duplication=False)
-        self._lead.insert(item_id, self._lean(signature.lead), check_duplication=False)
-        self._keys.add(item_id)
+    @staticmethod
+    def _hash(values: np.ndarray, first: int) -> np.ndarray:
+        """Band keys of values shaped (items, bands, rows)."""
+        rows = values.shape[2]
+        mixed = (values * _MIX[:rows]).sum(axis=2, dtype=np.uint64)
+        mixed ^= mixed >> np.uint64(29)
+        mixed *= np.uint64(0xBF58476D1CE4E5B9)
+        mixed ^= mixed >> np.uint64(32)
+        band_numbers = np.arange(first, first + values.shape[1], dtype=np.uint64)
+        keys: np.ndarray = (mixed & _HASH_MASK) | (band_numbers << _BAND_SHIFT)
+        return keys
+
+    def add(self, item_id: int, signature: Signature, published: datetime) -> None:
+        self.remove(item_id)
+        keys = self.band_keys(signature)
+        self._recent[item_id] = (keys, published.timestamp())
+        for key in keys.tolist():
+            self._recent_keys.setdefault(key, set()).add(item_id)
+        if len(self._recent) >= max(self._MIN_MERGE, len(self._merged) // 8):
+            self._merge()
 
     def remove(self, item_id: int) -> None:
-        if item_id in self._keys:
-            self._body.remove(item_id)
-            self._lead.remove(item_id)
-            self._keys.discard(item_id)
+        recent = self._recent.pop(item_id, None)
+        if recent is not None:
+            for key in recent[0].tolist():
+                holders = self._recent_keys[key]
+                holders.discard(item_id)
+                if not holders:
+                    del self._recent_keys[key]
+        elif item_id in self._merged:
+            self._removed.add(item_id)
 
     def query(self, signature: Signature) -> set[int]:
-        found: set[int] = set(self._body.query(self._lean(signature.body)))
-        found.update(self._lead.query(self._lean(signature.lead)))
+        keys = self.band_keys(signature)
+        found: set[int] = set()
+        if self._recent_keys:
+            for key in keys.tolist():
+                found.update(self._recent_keys.get(key, ()))
+        if len(self._keys):
+            left = np.searchsorted(self._keys, keys, side="left")
+            right = np.searchsorted(self._keys, keys, side="right")
+            hits = right > left
+            if hits.any():
+                slots = np.concatenate(
+                    [self._slots[lo:hi] for lo, hi in zip(left[hits], right[hits], strict=True)]
+                )
+                merged = self._slot_ids[slots].tolist()
+                found.update(i for i in merged if i not in self._removed)
         return found
+
+    def prune(self, before: datetime) -> int:
+        """Forget items published before `before`; returns how many."""
+        cutoff = before.timestamp()
+        old = [i for i, (_, published) in self._recent.items() if published < cutoff]
+        old_slots = np.flatnonzero(self._slot_published < cutoff)
+        old += [i for i in self._slot_ids[old_slots].tolist() if i not in self._removed]
+        for item_id in old:
+            self.remove(item_id)
+        return len(old)
+
+    def load(self, rows: Iterable[tuple[int, bytes, bytes, datetime]], chunk: int = 50_000) -> None:
+        """Add many stored signatures at once: hashed in bulk, merged once."""
+        ids: list[int] = []
+        published: list[float] = []
+        bodies = bytearray()
+        leads = bytearray()
+        key_parts: list[np.ndarray] = []
+        id_parts: list[np.ndarray] = []
+        published_parts: list[np.ndarray] = []
+
+        def flush() -> None:
+            if not ids:
+                return
+            key_parts.append(self._bulk_keys(bytes(bodies), bytes(leads), len(ids)))
+            id_parts.append(np.array(ids, dtype=np.int64))
+            published_parts.append(np.array(published, dtype=np.float64))
+            ids.clear()
+            published.clear()
+            bodies.clear()
+            leads.clear()
+
+        for item_id, body, lead, when in rows:
+            self.remove(item_id)
+            ids.append(item_id)
+            published.append(when.timestamp())
+            bodies += body
+            leads += lead
+            if len(ids) >= chunk:
+                flush()
+        flush()
+        if key_parts:
+            self._merge(
+                np.concatenate(key_parts), np.concatenate(id_parts), np.concatenate(published_parts)
+            )
+
+    def _bulk_keys(self, bodies: bytes, leads: bytes, count: int) -> np.ndarray:
+        parts = []
+        for raw, (bands, rows, first) in zip((bodies, leads), self._layouts, strict=True):
+            values = np.frombuffer(raw, dtype="<u4").reshape(count, -1)[:, : bands * rows]
+            parts.append(self._hash(values.astype(np.uint64).reshape(count, bands, rows), first))
+        return np.concatenate(parts, axis=1)
+
+    def _merge(
+        self,
+        extra_keys: np.ndarray | None = None,
+        extra_ids: np.ndarray | None = None,
+        extra_published: np.ndarray | None = None,
+    ) -> None:
+        """Rebuild the sorted arrays from live merged items, recent ones and `extra`."""
+        live = np.array(
+            [slot for i, slot in self._merged.items() if i not in self._removed], dtype=np.int64
+        )
+        per_item = sum(bands for bands, _, _ in self._layouts)
+        old_keys = np.empty((len(live), per_item), dtype=np.uint64)
+        if len(live):
+            # Each merged item's keys, found back from the arrays by slot.
+            order = np.argsort(self._slots, kind="stable")
+            by_slot = self._keys[order].reshape(-1, per_item)
+            old_keys = by_slot[live]
+        recent_ids = list(self._recent)
+        groups_keys = [old_keys]
+        groups_ids = [self._slot_ids[live]]
+        groups_published = [self._slot_published[live]]
+        if recent_ids:
+            groups_keys.append(np.stack([self._recent[i][0] for i in recent_ids]))
+            groups_ids.append(np.array(recent_ids, dtype=np.int64))
+            groups_published.append(np.array([self._recent[i][1] for i in recent_ids]))
+        if extra_keys is not None and extra_ids is not None and extra_published is not None:
+            groups_keys.append(extra_keys)
+            groups_ids.append(extra_ids)
+            groups_published.append(extra_published)
+        keys = np.concatenate(groups_keys)
+        self._slot_ids = np.concatenate(groups_ids)
+        self._slot_published = np.concatenate(groups_published)
+        slots = np.repeat(np.arange(len(keys), dtype=np.uint32), per_item)
+        flat = keys.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        self._keys = flat[order]
+        self._slots = slots[order]
+        self._merged = {int(i): slot for slot, i in enumerate(self._slot_ids.tolist())}
+        self._removed = set()
+        self._recent = {}
+        self._recent_keys = {}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from aggregator.dedup import CandidateIndex, Signature, Signer, parameters
+from aggregator.dedup import CandidateIndex, Signature, parameters
 from aggregator.errors import AggregatorError
 from aggregator.models import (
     ChangeStatus,
@@ -41,7 +41,6 @@ from aggregator.syndication import (
     title_overlap,
 )
 from aggregator.text import (
-    credited_publishers,
     line_fingerprint,
     link_hosts,
     paragraphs,
@@ -49,7 +48,7 @@ from aggregator.text import (
     site_host,
     tokens,
 )
-from aggregator.tickers import extract_tickers
+from aggregator.workers import ItemDigest, digest_text
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,7 @@ class Linker:
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._settings = settings.dedup
-        self._signer = Signer(settings.dedup)
         self._index: CandidateIndex | None = None
-        self._published: dict[int, datetime] = {}
         self._pending: list[int] = []
         self._last_prune: datetime | None = None
         self._sites: dict[str, str] | None = None
@@ -110,10 +107,7 @@ class Linker:
         the replayed items' times, starting from `end`.
         """
         index = CandidateIndex(self._settings)
-        for item_id, body, lead, published in self._store.iter_signatures(start):
-            if published < end:
-                index.add(item_id, Signature(body, lead))
-                self._published[item_id] = published
+        index.load(row for row in self._store.iter_signatures(start) if row[3] < end)
         self._index = index
         self._last_prune = end
 
@@ -122,9 +116,7 @@ class Linker:
             self.check_parameters(now)
             index = CandidateIndex(self._settings)
             since = now - timedelta(seconds=self._settings.window)
-            for item_id, body, lead, published in self._store.iter_signatures(since):
-                index.add(item_id, Signature(body, lead))
-                self._published[item_id] = published
+            index.load(self._store.iter_signatures(since))
             self._index = index
             self._last_prune = now
             log.debug("dedup index loaded: %d items since %s", len(index), since)
@@ -135,10 +127,7 @@ class Linker:
             return
         if now - self._last_prune < _PRUNE_EVERY:
             return
-        horizon = now - timedelta(seconds=self._settings.window) - timedelta(days=1)
-        for item_id in [i for i, p in self._published.items() if p < horizon]:
-            self._index.remove(item_id)
-            del self._published[item_id]
+        self._index.prune(now - timedelta(seconds=self._settings.window) - timedelta(days=1))
         self._last_prune = now
 
     def rollback(self) -> None:
@@ -146,7 +135,6 @@ class Linker:
         if self._index is not None:
             for item_id in self._pending:
                 self._index.remove(item_id)
-                self._published.pop(item_id, None)
         self._pending.clear()
 
     def commit(self) -> None:
@@ -154,10 +142,28 @@ class Linker:
 
     # -- linking ------------------------------------------------------------------------
 
+    @property
+    def publishers(self) -> tuple[str, ...]:
+        """Every publisher a credit line may name."""
+        return tuple(self._publishers)
+
+    def boilerplate_now(self, feed_id: int) -> frozenset[str]:
+        """The feed's learned boilerplate as it stands, for digests made elsewhere."""
+        return self._store.boilerplate(
+            feed_id, self._settings.boilerplate_min_items, self._settings.boilerplate_min_share
+        )
+
     def link_changes(
-        self, feed: Feed, changes: Sequence[EntryChange], now: datetime
+        self,
+        feed: Feed,
+        changes: Sequence[EntryChange],
+        now: datetime,
+        digests: Mapping[str, ItemDigest] | None = None,
     ) -> Counter[str]:
-        """Sign new and changed items of one poll; place new ones in their stories."""
+        """Sign new and changed items of one poll; place new ones in their stories.
+
+        `digests` (by entry key) are the items' texts worked out in advance.
+        """
         wanted = [c for c in changes if c.status is not ChangeStatus.SAME]
         if not wanted:
             return Counter()
@@ -174,9 +180,12 @@ class Linker:
             for c in wanted
         ]
         fresh = {c.item_id for c in wanted if c.status is ChangeStatus.NEW}
+        by_item = {}
+        if digests:
+            by_item = {c.item_id: digests[c.entry.key] for c in wanted if c.entry.key in digests}
         # Feeds learn their site's address as they are polled: look again each poll.
         self.refresh_sites()
-        return self.link_items(feed, items, fresh, now, learn=True)
+        return self.link_items(feed, items, fresh, now, learn=True, digests=by_item)
 
     def link_items(
         self,
@@ -186,8 +195,10 @@ class Linker:
         now: datetime,
         *,
         learn: bool,
+        digests: Mapping[int, ItemDigest] | None = None,
     ) -> Counter[str]:
         """Sign `items` of `feed` and place those in `fresh` (inside a transaction)."""
+        digests = digests or {}
         index = self._ensure_index(now)
         if learn:
             # Learn the feed's recurring lines from the whole batch first, so a new
@@ -195,7 +206,9 @@ class Linker:
             self._store.learn_lines(
                 feed.id,
                 [
-                    {line_fingerprint(line) for line in paragraphs(item.text)}
+                    digests[item.item_id].line_keys
+                    if item.item_id in digests
+                    else {line_fingerprint(line) for line in paragraphs(item.text)}
                     for item in items
                     if item.item_id in fresh
                 ],
@@ -204,15 +217,14 @@ class Linker:
         sites = self._sites if self._sites is not None else self.refresh_sites()
         found: Counter[str] = Counter()
         for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
-            prepared = self._prepare(item.text, boilerplate(feed.id))
-            # From the body without the feed's boilerplate: a site-wide "market snapshot"
-            # line would otherwise tag every story with the same tickers.
-            self._store.set_tickers(
-                item.item_id, extract_tickers(item.title, "\n".join(prepared.lines))
-            )
-            credits = credited_publishers(f"{item.title}\n{item.text}", self._publishers)
-            credits |= _linked_publishers(item.html, sites, own=feed.publisher)
-            signature = self._signer.sign(prepared.shingles, prepared.lead_shingles)
+            digest = digests.get(item.item_id)
+            if digest is None or not digest.valid_for(boilerplate(feed.id)):
+                digest = digest_text(
+                    item.title, item.text, boilerplate(feed.id), self._settings, self.publishers
+                )
+            prepared, signature = digest.prepared, digest.signature
+            self._store.set_tickers(item.item_id, digest.tickers)
+            credits = digest.credits | _linked_publishers(item.html, sites, own=feed.publisher)
             self._store.save_signature(
                 item.item_id,
                 item.published,
@@ -235,8 +247,7 @@ class Linker:
                 )
                 kind = self._place(feed, member, item, prepared, signature, index, boilerplate)
                 found[kind] += 1
-            index.add(item.item_id, signature)
-            self._published[item.item_id] = item.published
+            index.add(item.item_id, signature, item.published)
             self._pending.append(item.item_id)
         self._prune(now)
         return found

@@ -53,6 +53,8 @@ class DaemonSettings:
     backoff_cap: float = 6 * 3600.0
     respect_server_hints: bool = True
     metrics_port: int | None = None
+    # Processes that parse, prepare and sign (0: one per core; 1: all on the writer).
+    processes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ are one transaction. `aggregator poll` and the daemon both come through here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -35,6 +36,7 @@ from aggregator.models import (
 from aggregator.parse import parse_feed
 from aggregator.schedule import decide_feed_update, feed_jitter
 from aggregator.store import Store
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester, FeedDigest
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +82,77 @@ def poll(
     feeds = select_feeds(store, settings, names=names, everything=everything, now=now)
     if not feeds:
         return
+    processes = settings.daemon.processes if len(feeds) >= MIN_FEEDS_FOR_PROCESSES else 1
     with (
         Fetcher() as fetcher,
+        Digester(processes) as digester,
         ThreadPoolExecutor(
             max_workers=min(settings.workers, len(feeds)), thread_name_prefix="fetch"
         ) as pool,
     ):
-        started: dict[Future[FetchResult], tuple[Feed, datetime]] = {}
+        started: dict[Future[Fetched], tuple[Feed, datetime]] = {}
         # At most `per_host` fetches from one host at a time, as the daemon does; feeds
         # are submitted round-robin across hosts so a waiting worker rarely blocks others.
         limits: dict[str, threading.BoundedSemaphore] = {}
         for feed in _round_robin_by_host(feeds):
             host = _host(feed.url)
             gate = limits.setdefault(host, threading.BoundedSemaphore(settings.daemon.per_host))
-            request = fetch_request(settings, feed)
-            started[pool.submit(_fetch_gated, fetcher, request, gate)] = (feed, clock())
+            job = fetch_job(settings, linker, digester, feed, gate)
+            started[pool.submit(job, fetcher)] = (feed, clock())
         for future in as_completed(started):
             feed, started_at = started[future]
-            yield store_result(store, settings, linker, feed, future.result(), started_at, clock())
+            fetched, digest = future.result()
+            yield store_result(
+                store, settings, linker, feed, fetched, started_at, clock(), digest=digest
+            )
+
+
+Fetched = tuple[FetchResult, FeedDigest | None]
+
+
+def fetch_job(
+    settings: Settings,
+    linker: Linker,
+    digester: Digester,
+    feed: Feed,
+    gate: threading.BoundedSemaphore | None = None,
+) -> Callable[[Fetcher], Fetched]:
+    """A fetch of `feed` to run on a fetch thread; with a parallel digester, a digest too.
+
+    Call on the writer thread: the feed's boilerplate is read from the store here.
+    """
+    request = fetch_request(settings, feed)
+    boilerplate = linker.boilerplate_now(feed.id) if digester.parallel else frozenset()
+    publishers = linker.publishers
+    fetcher_gate = gate or contextlib.nullcontext()
+
+    def run(fetcher: Fetcher) -> Fetched:
+        with fetcher_gate:
+            fetched = fetcher.fetch(request)
+        if (
+            not digester.parallel
+            or fetched.outcome is not FetchOutcome.OK
+            or fetched.body is None
+            or _body_hash(fetched.body) == feed.body_hash
+        ):
+            return fetched, None
+        # Waits here, on the fetch thread, while a worker process parses and signs.
+        digest = digester.feed(
+            fetched.body,
+            url=fetched.final_url,
+            content_type=fetched.content_type,
+            now=utc_now(),
+            boilerplate=boilerplate,
+            settings=settings.dedup,
+            publishers=publishers,
+        )
+        return fetched, digest
+
+    return run
+
+
+def _body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
 
 def _host(url: str) -> str:
@@ -115,13 +170,6 @@ def _round_robin_by_host(feeds: Sequence[Feed]) -> list[Feed]:
             if not queues[host]:
                 del queues[host]
     return ordered
-
-
-def _fetch_gated(
-    fetcher: Fetcher, request: FetchRequest, gate: threading.BoundedSemaphore
-) -> FetchResult:
-    with gate:
-        return fetcher.fetch(request)
 
 
 def fetch_request(settings: Settings, feed: Feed) -> FetchRequest:
@@ -148,14 +196,21 @@ def store_result(
     fetched: FetchResult,
     started_at: datetime,
     now: datetime,
+    *,
+    digest: FeedDigest | None = None,
 ) -> PollReport:
-    """Parse a fetched body, decide the feed's next state and commit both at once."""
+    """Parse a fetched body, decide the feed's next state and commit both at once.
+
+    A `digest` made by a worker process stands in for parsing here.
+    """
     processing_started = time.monotonic()
     parsed: ParsedFeed | None = None
     parse_error: str | None = None
-    body_hash = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
+    body_hash = _body_hash(fetched.body) if fetched.body is not None else None
     unchanged = body_hash is not None and body_hash == feed.body_hash
-    if fetched.outcome is FetchOutcome.OK and fetched.body is not None and not unchanged:
+    if digest is not None:
+        parsed, parse_error = digest.parsed, digest.parse_error
+    elif fetched.outcome is FetchOutcome.OK and fetched.body is not None and not unchanged:
         # A body byte-identical to the last one parsed holds nothing new: skip parsing.
         try:
             parsed = parse_feed(
@@ -196,7 +251,9 @@ def store_result(
         with store.transaction():
             changes = store.upsert_entries(feed, entries, now)
             dedup_started = time.monotonic()
-            found = linker.link_changes(feed, changes, now)
+            found = linker.link_changes(
+                feed, changes, now, digest.items if digest is not None else None
+            )
             dedup_seconds = time.monotonic() - dedup_started
             new = sum(1 for c in changes if c.status is ChangeStatus.NEW)
             updated = sum(1 for c in changes if c.status is ChangeStatus.CHANGED)

@@ -669,11 +669,14 @@ def sign(text: str, signer: Signer | None = None) -> Signature:
     return (signer or Signer(SETTINGS)).sign(prepared.shingles, prepared.lead_shingles)
 
 
+INDEXED_AT = datetime(2026, 11, 20, tzinfo=UTC)
+
+
 def index_of(**texts: str) -> tuple[CandidateIndex, dict[str, int]]:
     index = CandidateIndex(SETTINGS)
     ids = {}
     for number, (name, text) in enumerate(texts.items(), start=1):
-        index.add(number, sign(text))
+        index.add(number, sign(text), INDEXED_AT)
         ids[name] = number
     return index, ids
 
@@ -741,7 +744,58 @@ def test_remove_and_re_add() -> None:
     assert index.query(sign(ORIGINAL)) == set()
     index.remove(ids["original"])  # removing twice is harmless
     index.remove(999)
-    index.add(ids["original"], sign(ORIGINAL))
-    index.add(ids["original"], sign(ORIGINAL))  # re-adding replaces
+    index.add(ids["original"], sign(ORIGINAL), INDEXED_AT)
+    index.add(ids["original"], sign(ORIGINAL), INDEXED_AT)  # re-adding replaces
     assert len(index) == 2
     assert index.query(sign(ORIGINAL)) == {ids["original"]}
+
+
+def test_index_finds_the_same_after_merging_and_after_a_bulk_load() -> None:
+    texts = {"original": ORIGINAL, "flows": FLOWS, "earnings": EARNINGS_A}
+    signatures = {name: sign(text) for name, text in texts.items()}
+    queries = [CHROME, LIGHT_EDIT, WIRE, SUMMARY, FLOWS, STORY_ONE, PARAPHRASE]
+
+    def answers(index: CandidateIndex) -> list[set[int]]:
+        return [index.query(sign(q)) for q in queries]
+
+    recent, _ = index_of(**texts)
+    expected = answers(recent)
+    assert expected[0] == {1} and expected[4] == {2} and expected[5] == set()
+    merged, _ = index_of(**texts)
+    merged._merge()
+    assert answers(merged) == expected
+    loaded = CandidateIndex(SETTINGS)
+    loaded.load(
+        (number, signatures[name].body, signatures[name].lead, INDEXED_AT)
+        for number, name in enumerate(texts, start=1)
+    )
+    assert len(loaded) == 3 and 1 in loaded
+    assert answers(loaded) == expected
+
+
+def test_index_remove_re_add_and_prune_across_merges() -> None:
+    index, ids = index_of(original=ORIGINAL, flows=FLOWS)
+    index._merge()
+    index.remove(ids["original"])
+    assert ids["original"] not in index and len(index) == 1
+    assert index.query(sign(ORIGINAL)) == set()
+    index.add(ids["original"], sign(ORIGINAL), INDEXED_AT + timedelta(days=3))
+    assert index.query(sign(ORIGINAL)) == {ids["original"]}
+    index._merge()
+    assert len(index) == 2 and index.query(sign(CHROME)) == {ids["original"]}
+    # Flows was indexed earlier than the re-added original: pruning takes only it.
+    assert index.prune(INDEXED_AT + timedelta(days=1)) == 1
+    assert ids["flows"] not in index and ids["original"] in index
+    assert index.query(sign(FLOWS)) == set()
+    index._merge()
+    assert len(index) == 1 and index.query(sign(WIRE)) == {ids["original"]}
+
+
+def test_index_merges_by_itself_as_it_grows() -> None:
+    index = CandidateIndex(SETTINGS)
+    signature = sign(ORIGINAL)
+    count = CandidateIndex._MIN_MERGE + 10
+    for number in range(count):
+        index.add(number, signature, INDEXED_AT)
+    assert len(index._recent) == 10 and len(index) == count
+    assert index.query(sign(CHROME)) == set(range(count))

@@ -1,0 +1,229 @@
+"""The CPU-bound stages, run on every core: parse, prepare, sign.
+
+SQLite has one writer, and linking must see the store as it is, so those stay
+on the writer thread. What an item's text turns into (its paragraphs'
+fingerprints, the prepared body, its two signatures, tickers and credits)
+depends only on the text and on its feed's learned boilerplate, so it can be
+worked out beforehand in other processes while the writer stores earlier feeds.
+
+A digest is made against the feed's boilerplate as it stood at dispatch. The
+linker uses it only when the boilerplate it sees at linking time removes the
+same paragraphs of that item; otherwise it prepares the item again itself, so
+the result never depends on whether a digest was used.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aggregator.dedup import Signature, Signer
+from aggregator.errors import ParseError
+from aggregator.models import DedupSettings, ParsedFeed, PreparedText
+from aggregator.parse import parse_feed
+from aggregator.text import credited_publishers, line_fingerprint, paragraphs, prepare_body
+from aggregator.tickers import extract_tickers
+
+log = logging.getLogger(__name__)
+
+# Below this many feeds in one poll, starting worker processes (~0.3 s of CPU each,
+# mostly imports) costs more than they save: see docs/design.md, "Hot paths".
+MIN_FEEDS_FOR_PROCESSES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDigest:
+    """What linking needs of one item's text, worked out away from the writer."""
+
+    # Fingerprints of all the item's paragraphs, boilerplate or not.
+    line_keys: frozenset[str]
+    # Those of line_keys that were boilerplate when the digest was made.
+    removed: frozenset[str]
+    prepared: PreparedText
+    signature: Signature
+    tickers: tuple[str, ...]
+    credits: frozenset[str]
+
+    def valid_for(self, boilerplate: frozenset[str]) -> bool:
+        return self.line_keys & boilerplate == self.removed
+
+
+@dataclass(frozen=True, slots=True)
+class FeedDigest:
+    parsed: ParsedFeed | None
+    parse_error: str | None
+    # By entry key.
+    items: Mapping[str, ItemDigest] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=4)
+def _signer(settings: DedupSettings) -> Signer:
+    return Signer(settings)
+
+
+def digest_text(
+    title: str,
+    text: str,
+    boilerplate: frozenset[str],
+    settings: DedupSettings,
+    publishers: tuple[str, ...],
+) -> ItemDigest:
+    line_keys = frozenset(line_fingerprint(line) for line in paragraphs(text))
+    prepared = prepare_body(
+        text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
+    )
+    return ItemDigest(
+        line_keys=line_keys,
+        removed=line_keys & boilerplate,
+        prepared=prepared,
+        signature=_signer(settings).sign(prepared.shingles, prepared.lead_shingles),
+        # From the body without the feed's boilerplate: a site-wide "market snapshot"
+        # line would otherwise tag every story with the same tickers.
+        tickers=extract_tickers(title, "\n".join(prepared.lines)),
+        credits=credited_publishers(f"{title}\n{text}", publishers),
+    )
+
+
+def digest_texts(
+    texts: Sequence[tuple[str, str]],
+    boilerplate: frozenset[str],
+    settings: DedupSettings,
+    publishers: tuple[str, ...],
+) -> list[ItemDigest]:
+    """Digests of (title, text) pairs of one feed."""
+    return [digest_text(t, x, boilerplate, settings, publishers) for t, x in texts]
+
+
+def digest_body(
+    body: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    now: datetime,
+    boilerplate: frozenset[str],
+    settings: DedupSettings,
+    publishers: tuple[str, ...],
+) -> FeedDigest:
+    """Parse a fetched feed document and digest each entry's text."""
+    try:
+        parsed = parse_feed(body, url=url, now=now, content_type=content_type)
+    except ParseError as e:
+        return FeedDigest(None, str(e))
+    items = {
+        entry.key: digest_text(entry.title, entry.body_text, boilerplate, settings, publishers)
+        for entry in parsed.entries
+    }
+    return FeedDigest(parsed, None, items)
+
+
+class Digester:
+    """Runs digests in worker processes, or on the calling thread with `processes=1`.
+
+    Thread-safe: fetch threads hand their bodies over as they arrive. The pool
+    starts on first use; a worker that dies (out of memory, killed) costs only
+    the digest it was making, which is then made on the calling thread.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes if processes > 0 else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> Digester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def parallel(self) -> bool:
+        return self.processes > 1
+
+    def _executor(self) -> ProcessPoolExecutor | None:
+        if not self.parallel:
+            return None
+        with self._lock:
+            if self._pool is None and not self._closed:
+                # forkserver, not fork: the daemon has threads, and a forked child
+                # inherits whatever locks they held at that moment.
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["aggregator.workers"])
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+            return self._pool
+
+    def feed(
+        self,
+        body: bytes,
+        *,
+        url: str,
+        content_type: str | None,
+        now: datetime,
+        boilerplate: frozenset[str],
+        settings: DedupSettings,
+        publishers: tuple[str, ...],
+    ) -> FeedDigest:
+        job = functools.partial(
+            digest_body,
+            body,
+            url=url,
+            content_type=content_type,
+            now=now,
+            boilerplate=boilerplate,
+            settings=settings,
+            publishers=publishers,
+        )
+        pool = self._executor()
+        if pool is not None:
+            try:
+                return pool.submit(job).result()
+            except (BrokenProcessPool, RuntimeError) as e:
+                log.warning("worker process failed (%s); digesting %s here instead", e, url)
+                self._reset()
+        return job()
+
+    def texts(
+        self,
+        texts: Sequence[tuple[str, str]],
+        *,
+        boilerplate: frozenset[str],
+        settings: DedupSettings,
+        publishers: tuple[str, ...],
+    ) -> list[ItemDigest]:
+        """Digests of (title, text) pairs, split across the workers."""
+        pool = self._executor()
+        if pool is None or len(texts) < 2:
+            return digest_texts(texts, boilerplate, settings, publishers)
+        size = -(-len(texts) // self.processes)
+        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+        try:
+            futures = [
+                pool.submit(digest_texts, chunk, boilerplate, settings, publishers)
+                for chunk in chunks
+            ]
+            return [digest for future in futures for digest in future.result()]
+        except (BrokenProcessPool, RuntimeError) as e:
+            log.warning("worker process failed (%s); digesting here instead", e)
+            self._reset()
+            return digest_texts(texts, boilerplate, settings, publishers)
+
+    def _reset(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

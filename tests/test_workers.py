@@ -1,0 +1,172 @@
+"""Worker processes: the same stories whether texts are digested there or on the writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from aggregator.models import DedupSettings, Settings
+from aggregator.pipeline import poll
+from aggregator.store import Store
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester, digest_text
+from tests.feeds import NOW, make_settings, rfc822, rss
+
+STORY = [
+    "Marlow Freight said on Monday it agreed to buy the Ostend container terminal from "
+    "Pelham Ports for 720 million euros, its largest purchase since the company listed.",
+    "The price is about 11 times the terminal's operating profit, chief executive Ana Reyes "
+    "told analysts, adding that volumes there rose 14 per cent in the first nine months.",
+    "Pelham will keep a 20 per cent stake and a seat on the terminal's board for three "
+    "years, and the deal is expected to close in the first quarter after approval.",
+    "Shares in Marlow rose 3.1 per cent in Amsterdam while Pelham gained 6.4 per cent, "
+    "giving the two companies a combined market value of about 9 billion euros.",
+]
+CHROME = [
+    "Source: DepositPhotos",
+    "Disclaimer: the content above is general information only and not investment advice.",
+    "Related Articles",
+]
+
+
+def story(n: int) -> list[str]:
+    """A distinct story per n: the same shape with other names and figures."""
+    return [
+        paragraph.replace("Marlow", f"Marlow{n}x")
+        .replace("Ostend", f"Ostend{n}y")
+        .replace("720", str(700 + n))
+        .replace("Monday", ["Monday", "Tuesday", "Friday"][n % 3])
+        + f" Filing {n} of {n * 7}."
+        for paragraph in STORY
+    ]
+
+
+def html(paragraphs: list[str]) -> str:
+    return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+def entry(feed: int, n: int, body: list[str], minutes: int) -> dict[str, str]:
+    return {
+        "guid": f"f{feed}-{n}",
+        "title": f"Marlow{n}x buys Ostend{n}y terminal",
+        "link": f"https://site{feed}.example/{n}",
+        "date": rfc822(datetime(2026, 11, 24, 6, 0, tzinfo=UTC) + timedelta(minutes=minutes)),
+        "body": html(body),
+    }
+
+
+def documents(round_: int) -> dict[str, list[dict[str, str]]]:
+    """10 feeds: publishers of originals, and syndicators that wrap copies in chrome."""
+    feeds: dict[str, list[dict[str, str]]] = {}
+    for feed in range(10):
+        items = []
+        for n in range(4):
+            number = round_ * 100 + feed * 4 + n
+            items.append(entry(feed, number, story(number), number))
+            if feed >= 6:
+                # A syndicator's copy of another feed's story, with its own chrome.
+                source = round_ * 100 + (feed - 6) * 4 + n
+                items.append(entry(feed, 1000 + source, [*story(source), *CHROME], source + 40))
+        feeds[f"feed-{feed}"] = items
+    return feeds
+
+
+def settings_for(tmp_path: Path, httpserver: HTTPServer, processes: int) -> Settings:
+    feeds = [
+        {"name": name, "publisher": name.title(), "url": httpserver.url_for(f"/{name}")}
+        for name in documents(0)
+    ]
+    settings = make_settings(tmp_path, feeds)
+    return replace(settings, daemon=replace(settings.daemon, processes=processes))
+
+
+def serve(httpserver: HTTPServer, round_: int) -> None:
+    httpserver.clear()
+    for name in documents(round_):
+        body = rss([i for r in range(round_ + 1) for i in documents(r)[name]])
+        httpserver.expect_request(f"/{name}").respond_with_data(
+            body, content_type="application/rss+xml"
+        )
+
+
+def chains(store: Store) -> dict[str, tuple[object, ...]]:
+    items = {i.id: i for i in store.items(limit=None)}
+    key = {i.id: f"{i.feed}/{i.entry_key}" for i in items.values()}
+    return {
+        key[i.id]: (
+            key[i.story_id] if i.story_id else None,
+            key[i.parent_id] if i.parent_id else None,
+            i.relation,
+            i.similarity,
+            i.tickers,
+        )
+        for i in items.values()
+    }
+
+
+def run_rounds(tmp_path: Path, httpserver: HTTPServer, processes: int) -> dict[str, tuple]:
+    settings = settings_for(tmp_path, httpserver, processes)
+    with Store.open(settings.db_path) as store:
+        # Round 1 lets the syndicators' chrome become learned boilerplate, so round 2's
+        # digests are made against it; round 3 tests a stale boilerplate snapshot.
+        for round_ in range(3):
+            serve(httpserver, round_)
+            for report in poll(store, settings, everything=True, clock=lambda: NOW):
+                assert report.error is None, report
+        return chains(store)
+
+
+def test_worker_processes_give_the_same_stories_as_the_writer_alone(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    assert len(documents(0)) >= MIN_FEEDS_FOR_PROCESSES
+    alone = run_rounds(tmp_path / "alone", httpserver, processes=1)
+    parallel = run_rounds(tmp_path / "parallel", httpserver, processes=2)
+    assert parallel == alone
+    copies = [key for key, (_, parent, *_) in alone.items() if parent is not None]
+    # Every syndicator copy found its original, in all three rounds.
+    assert len(copies) == 4 * 4 * 3
+
+
+def test_a_digest_made_against_other_boilerplate_is_not_used() -> None:
+    settings = DedupSettings()
+    text = "\n".join([*STORY, *CHROME])
+    digest = digest_text("Marlow buys Ostend", text, frozenset(), settings, ())
+    assert digest.valid_for(frozenset())
+    chrome_key = next(
+        key
+        for key in digest.line_keys
+        if key not in digest_text("t", "\n".join(STORY), frozenset(), settings, ()).line_keys
+    )
+    assert not digest.valid_for(frozenset({chrome_key}))
+    # Boilerplate of lines the item does not have changes nothing for it.
+    assert digest.valid_for(frozenset({"0123456789abcdef"}))
+
+
+def test_a_killed_worker_costs_nothing_but_time() -> None:
+    settings = DedupSettings()
+    texts = [("Marlow buys Ostend", "\n".join(story(n))) for n in range(6)]
+    expected = [digest_text(t, x, frozenset(), settings, ()) for t, x in texts]
+    with Digester(2) as digester:
+        assert digester.texts(texts, boilerplate=frozenset(), settings=settings, publishers=()) == (
+            expected
+        )
+        pool = digester._pool
+        assert pool is not None
+        for pid in list(pool._processes):  # the pool's own worker pids: no public accessor
+            os.kill(pid, signal.SIGKILL)
+        again = digester.texts(texts, boilerplate=frozenset(), settings=settings, publishers=())
+        assert again == expected
+
+
+@pytest.mark.parametrize("processes", [0, 1, 3])
+def test_processes_setting(processes: int) -> None:
+    digester = Digester(processes)
+    assert digester.processes == (processes or os.cpu_count() or 1)
+    assert digester.parallel == (digester.processes > 1)
+    digester.close()
