@@ -3,12 +3,20 @@
 Every failure is returned as data (outcome + error text) so a poll never
 raises because of one feed. Redirects are followed here rather than by httpx
 so that each hop's scheme is checked and permanent moves can be told apart.
+
+httpx's timeouts bound each network read, not the whole response, so a server
+that drips a byte a second would hold a fetch forever. `_Deadline` enforces
+`timeout` over the whole fetch (all hops, headers and body) by shutting the
+connection's socket down when the time is up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
+import socket
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -41,8 +49,13 @@ class Fetcher:
             follow_redirects=False,
             # Only what _decoded() can inflate within the body cap.
             headers={"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate, br"},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # No keep-alive: every fetch opens its own connection, the only moment at
+            # which _Deadline can get hold of the socket it must be able to cut.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=0),
             trust_env=False,
+            # httpx parses a Location before handing the response back, and fails on
+            # some non-http ones ("javascript:x") with an error that names neither.
+            event_hooks={"response": [_refuse_foreign_redirect]},
         )
 
     def __enter__(self) -> Fetcher:
@@ -83,42 +96,62 @@ class Fetcher:
             headers["If-Modified-Since"] = request.last_modified
         timeout = httpx.Timeout(request.polling.timeout)
 
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                with self._client.stream("GET", url, headers=headers, timeout=timeout) as response:
-                    status = response.status_code
-                    if status in _REDIRECTS and "location" in response.headers:
-                        target = urljoin(url, response.headers["location"].strip())
-                        scheme = urlsplit(target).scheme.lower()
-                        if scheme not in ("http", "https"):
-                            return result(
-                                FetchOutcome.REFUSED,
-                                status=status,
-                                error=f"refused redirect to a non-http(s) URL: {target[:200]}",
-                            )
-                        if only_permanent_so_far and status in _PERMANENT:
-                            permanent_url = target
-                        else:
-                            only_permanent_so_far = False
-                        url = target
-                        continue
-                    return self._read(response, request, deadline, result)
-            except httpx.TimeoutException:
-                return result(
-                    FetchOutcome.TIMEOUT,
-                    error=f"timed out after {request.polling.timeout:g}s",
-                )
-            except httpx.DecodingError as e:
-                return result(FetchOutcome.NETWORK_ERROR, error=f"bad response encoding: {e}")
-            except httpx.InvalidURL as e:
-                return result(FetchOutcome.REFUSED, error=f"invalid URL: {e}")
-            except httpx.TransportError as e:
-                return result(FetchOutcome.NETWORK_ERROR, error=_describe_transport_error(e))
-            except httpx.HTTPError as e:
-                return result(FetchOutcome.NETWORK_ERROR, error=f"HTTP error: {e}")
-        return result(
-            FetchOutcome.REFUSED, error=f"more than {MAX_REDIRECTS} redirects, last to {url[:200]}"
-        )
+        def attempt(watchdog: _Deadline) -> FetchResult:
+            nonlocal url, permanent_url, only_permanent_so_far
+            for _hop in range(MAX_REDIRECTS + 1):
+                try:
+                    with self._client.stream(
+                        "GET",
+                        url,
+                        headers=headers,
+                        timeout=timeout,
+                        extensions={"trace": watchdog.trace},
+                    ) as response:
+                        status = response.status_code
+                        if status in _REDIRECTS and "location" in response.headers:
+                            target = urljoin(url, response.headers["location"].strip())
+                            if only_permanent_so_far and status in _PERMANENT:
+                                permanent_url = target
+                            else:
+                                only_permanent_so_far = False
+                            url = target
+                            continue
+                        return self._read(response, request, deadline, result)
+                except _ForeignRedirect as e:
+                    return result(
+                        FetchOutcome.REFUSED,
+                        status=e.status,
+                        error=f"refused redirect to a non-http(s) URL: {e.target[:200]}",
+                    )
+                except httpx.TimeoutException:
+                    return result(
+                        FetchOutcome.TIMEOUT,
+                        error=f"timed out after {request.polling.timeout:g}s",
+                    )
+                except httpx.DecodingError as e:
+                    return result(FetchOutcome.NETWORK_ERROR, error=f"bad response encoding: {e}")
+                except httpx.InvalidURL as e:
+                    return result(FetchOutcome.REFUSED, error=f"invalid URL: {e}")
+                except httpx.TransportError as e:
+                    return result(FetchOutcome.NETWORK_ERROR, error=_describe_transport_error(e))
+                except httpx.HTTPError as e:
+                    return result(FetchOutcome.NETWORK_ERROR, error=f"HTTP error: {e}")
+            return result(
+                FetchOutcome.REFUSED,
+                error=f"more than {MAX_REDIRECTS} redirects, last to {url[:200]}",
+            )
+
+        with _Deadline(request.polling.timeout) as watchdog:
+            fetched = attempt(watchdog)
+        if watchdog.expired and fetched.outcome is FetchOutcome.NETWORK_ERROR:
+            # A connection cut by the watchdog looks like a lost one to httpx.
+            return result(
+                FetchOutcome.TIMEOUT,
+                status=fetched.status,
+                bytes_read=fetched.bytes_read,
+                error=f"timed out after {request.polling.timeout:g}s",
+            )
+        return fetched
 
     @staticmethod
     def _read(
@@ -197,13 +230,84 @@ class Fetcher:
         )
 
 
+class _ForeignRedirect(Exception):
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(target)
+        self.status = status
+        self.target = target
+
+
+def _refuse_foreign_redirect(response: httpx.Response) -> None:
+    """Stop at a redirect to file:, ftp:, javascript: or any other non-http(s) URL."""
+    if response.status_code in _REDIRECTS and "location" in response.headers:
+        target = urljoin(str(response.request.url), response.headers["location"].strip())
+        if urlsplit(target).scheme.lower() not in ("http", "https"):
+            raise _ForeignRedirect(response.status_code, target)
+
+
+class _Deadline:
+    """Cuts a fetch's connections when its time is up, so no read can outlive it.
+
+    httpcore reports each new TCP connection to the request's trace hook; a
+    duplicate of its socket is kept (it stays valid after TLS wraps the original),
+    and a timer shuts it down at the deadline, which wakes a blocked read at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._finished = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            if self._finished:
+                return
+            watched = sock.dup()
+            self._sockets.append(watched)
+            if self.expired:
+                _shut(watched)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the other side
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class _ResultFactory(Protocol):
     """The closure Fetcher.fetch hands to _read: fills in URL, redirect and timing fields."""
 
     def __call__(self, outcome: FetchOutcome, **fields: Any) -> FetchResult: ...
 
 
-_RAW_CHUNK = 16_384
 _OUT_CHUNK = 65_536
 
 
@@ -214,7 +318,9 @@ class _UnsupportedEncoding(httpx.DecodingError):
 def _decoded(response: httpx.Response) -> Iterator[bytes]:
     """The body, decompressed in pieces of at most _OUT_CHUNK bytes."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
-    raw = response.iter_raw(_RAW_CHUNK)
+    # Each network read as it arrives: a fixed chunk size would make a slow server's
+    # bytes pile up unseen, and the deadline is checked between pieces.
+    raw = response.iter_raw()
     if encoding in ("", "identity"):
         yield from raw
         return

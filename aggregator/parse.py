@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import html
 import math
 import re
 import time
@@ -19,11 +20,24 @@ import feedparser
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedEntry, ParsedFeed
-from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
+from aggregator.text import canonical_url, html_to_text, plain_text, single_line
 
 # A date this far ahead of our clock is a publisher's clock or time-zone bug;
 # keeping it would pin the item to the top and make it look published first.
 FUTURE_TOLERANCE = timedelta(minutes=10)
+# An earlier date is a placeholder (.NET's DateTime.MinValue is 0001-01-01): it would
+# make the item the first publication of any story, and the store's ISO text form,
+# which must sort as text, needs four-digit years.
+EARLIEST_DATE = datetime(1000, 1, 1, tzinfo=UTC)
+# Entities a document may declare for itself, in total characters of replacement text.
+# Real feeds declare none or a few short ones; expansion bombs need long or nested ones.
+MAX_ENTITY_TEXT = 4096
+# Entries read from one document. A feed carries its latest few dozen; thousands are
+# an archive dump or an attack, and each entry costs parsing, storing and linking.
+MAX_ENTRIES = 1000
+# A title or author this long is not one; it would bloat every listing and index.
+MAX_TITLE_LENGTH = 1000
+MAX_AUTHOR_LENGTH = 300
 # Longer guids are hashed so the key column stays small and indexable.
 MAX_KEY_LENGTH = 512
 MAX_WARNING_LENGTH = 300
@@ -33,6 +47,15 @@ _SURROGATE_REFS = re.compile(
     rb"|0*(?:552(?:9[6-9])|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));"
 )
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+# NUL and other C0 controls, and lone surrogates, which SQLite cannot store as UTF-8.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
+_ENTRY_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>/]")
+_ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>")
+_ENTITY = re.compile(rb"<!ENTITY\s+(?:%\s+)?[^\s\"']+\s+(?:([\"'])(.*?)\1|(\w+))", re.S)
+_TAG = re.compile(
+    rb"<(/?)([\w.:-]+)[^>]*?(/?)>|<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>|<![^>]*>", re.S
+)
 
 
 def parse_feed(
@@ -41,12 +64,17 @@ def parse_feed(
     url: str,
     now: datetime,
     content_type: str | None = None,
+    max_entries: int = MAX_ENTRIES,
 ) -> ParsedFeed:
     """Parse one feed document fetched from `url` at `now`.
 
     A feed that is not well-formed but still yields entries is used, with the
-    problem kept in `warning`. Raises ParseError when nothing usable is there.
+    problem kept in `warning`; so is a feed cut to its first `max_entries`
+    entries. Raises ParseError when nothing usable is there, and for a document
+    whose own entity declarations could expand to far more than its size.
     """
+    _refuse_entity_declarations(body)
+    body, cut = _first_entries(body, max_entries)
     # content-location lets feedparser resolve relative links against the feed's
     # URL. Without a Content-Type it flags every document as bozo, so a missing
     # one is taken as generic XML, whose charset rules follow the XML declaration.
@@ -73,6 +101,9 @@ def parse_feed(
     entries: list[ParsedEntry] = []
     seen_keys: set[str] = set()
     skipped = 0
+    if len(raw_entries) > max_entries:
+        cut = True
+        raw_entries = raw_entries[:max_entries]
     for raw in raw_entries:
         try:
             entry = _entry(raw, now)
@@ -84,9 +115,13 @@ def parse_feed(
         seen_keys.add(entry.key)
         entries.append(entry)
 
+    notes = []
+    if cut:
+        notes.append(f"feed has more than {max_entries} entries; only the first were read")
     if skipped:
-        note = f"{skipped} unreadable entr{'y' if skipped == 1 else 'ies'} skipped"
-        problem = f"{problem}; {note}" if problem else note
+        notes.append(f"{skipped} unreadable entr{'y' if skipped == 1 else 'ies'} skipped")
+    if notes:
+        problem = "; ".join([*([problem] if problem else []), *notes])
 
     feed_info: Mapping[str, Any] = parsed.get("feed") or {}
     return ParsedFeed(
@@ -97,6 +132,68 @@ def parse_feed(
         warning=problem,
         ttl=_ttl_seconds(feed_info.get("ttl")),
     )
+
+
+def _refuse_entity_declarations(body: bytes) -> None:
+    """Refuse entity-expansion bombs ("billion laughs", quadratic blow-up) and XXE.
+
+    The XML parser has its own amplification limit; this does not depend on the
+    libexpat version Python was built with. Entities can only be declared in
+    the DOCTYPE's internal subset, before the root element.
+    """
+    doctype = _DOCTYPE.search(body, 0, 65_536)
+    if doctype is None:
+        return
+    end = body.find(b"]>", doctype.end())
+    subset = body[doctype.end() : end if end >= 0 else len(body)]
+    total = 0
+    for declaration in _ENTITY.finditer(subset):
+        value, keyword = declaration.group(2), declaration.group(3)
+        if keyword is not None:
+            raise ParseError("refused: the document declares an external XML entity")
+        if re.search(rb"&[^#]|%", value):
+            raise ParseError(
+                "refused: the document declares XML entities built from other entities "
+                "(an entity-expansion bomb)"
+            )
+        total += len(value)
+    if total > MAX_ENTITY_TEXT:
+        raise ParseError(
+            f"refused: the document declares {total} characters of XML entities "
+            f"(over {MAX_ENTITY_TEXT}; an entity-expansion bomb)"
+        )
+
+
+def _first_entries(body: bytes, limit: int) -> tuple[bytes, bool]:
+    """The document cut after its `limit`-th entry and closed again, and whether it was cut.
+
+    feedparser builds every entry of a document in memory before we see one, so a
+    feed of 100,000 entries is shortened here first. The elements open at the first
+    entry (rss/channel, feed, rdf:RDF) are closed again after the cut. A document
+    this does not understand is left whole; the entry cap after parsing still holds.
+    """
+    ends = _ENTRY_END.finditer(body)
+    last = None
+    for count, match in enumerate(ends, start=1):
+        if count > limit:
+            break
+        last = match
+    else:
+        return body, False
+    first = _ENTRY_START.search(body)
+    if last is None or first is None or first.start() > last.start():
+        return body, False
+    open_tags: list[bytes] = []
+    for tag in _TAG.finditer(body, 0, first.start()):
+        closing, name, empty = tag.group(1), tag.group(2), tag.group(3)
+        if name is None or empty:
+            continue
+        if not closing:
+            open_tags.append(name)
+        elif open_tags and open_tags[-1] == name:
+            open_tags.pop()
+    closers = b"".join(b"</" + name + b">" for name in reversed(open_tags))
+    return body[: last.end()] + closers, True
 
 
 def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
@@ -132,16 +229,24 @@ def _datetime(value: object) -> datetime | None:
     if not isinstance(value, time.struct_time):
         return None
     try:
-        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+        moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
     except (OverflowError, ValueError, OSError):
         return None
+    return moment if moment >= EARLIEST_DATE else None
 
 
-def _detail_text(value: str, detail: Mapping[str, Any] | None) -> str:
+def _detail(value: str, detail: Mapping[str, Any] | None) -> tuple[str, str]:
+    """A text construct as (html, text) to store.
+
+    feedparser sanitises HTML constructs (no script, iframe, event handlers or
+    javascript: links) but hands plain-text ones over verbatim, where `<script>`
+    is text: their stored HTML is that text escaped.
+    """
+    value = _UNSTORABLE.sub("", value)
     kind = (detail or {}).get("type") or "text/html"
     if kind in _HTML_TYPES or "html" in kind:
-        return html_to_text(value)
-    return normalize_space(value)
+        return value, html_to_text(value)
+    return html.escape(value, quote=False), plain_text(value)
 
 
 def _content(raw: Mapping[str, Any]) -> tuple[str, str]:
@@ -151,14 +256,17 @@ def _content(raw: Mapping[str, Any]) -> tuple[str, str]:
         return "", ""
     html_blocks = [b for b in blocks if "html" in str(b.get("type", ""))]
     best = max(html_blocks or blocks, key=lambda b: len(str(b["value"])))
-    value = str(best["value"])
-    return value, _detail_text(value, best)
+    return _detail(str(best["value"]), best)
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
     link = _web_link(raw)
     canonical = canonical_url(link)
-    title = single_line(raw.get("title"))
+    title = _capped(single_line(raw.get("title")), MAX_TITLE_LENGTH)
 
     # dict.get: feedparser's own get() silently answers `published` for a missing `updated`.
     updated = _datetime(dict.get(raw, "updated_parsed"))
@@ -171,14 +279,13 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
     if updated is not None and updated > now + FUTURE_TOLERANCE:
         updated = now
 
-    summary_html = str(raw.get("summary") or "")
-    summary_text = _detail_text(summary_html, raw.get("summary_detail"))
+    summary_html, summary_text = _detail(str(raw.get("summary") or ""), raw.get("summary_detail"))
     content_html, content_text = _content(raw)
     if content_text == summary_text:
         # feedparser copies a lone <content> into summary; keep one of them.
         summary_html, summary_text = "", ""
 
-    author = single_line(raw.get("author")) or None
+    author = _capped(single_line(raw.get("author")), MAX_AUTHOR_LENGTH) or None
     categories = tuple(
         dict.fromkeys(
             term
@@ -189,7 +296,7 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
         )
     )
 
-    guid = str(raw.get("id") or "").strip() or None
+    guid = _UNSTORABLE.sub("", str(raw.get("id") or "")).strip() or None
     key = entry_key(guid, canonical, title, raw.get("published") or dict.get(raw, "updated"))
     digest = content_hash(title, canonical, author, summary_text, content_text, categories)
 
@@ -224,7 +331,7 @@ def _web_link(raw: dict[str, Any]) -> str | None:
         if isinstance(candidate, str) and candidate.strip().lower().startswith(
             ("http://", "https://")
         ):
-            return candidate.strip()
+            return _UNSTORABLE.sub("", candidate).strip()
     return None
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from html.parser import HTMLParser
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -244,19 +245,60 @@ def normalize_space(text: str) -> str:
     return _BLANK_LINES.sub("\n", "\n".join(lines)).strip()
 
 
-def html_to_text(html: str | None) -> str:
+# What an HTML parser would read as markup in text: a tag, comment or declaration
+# opening, or a character reference that decodes to something else.
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+_CHAR_REF = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?")
+
+
+def _is_live_ref(match: re.Match[str]) -> bool:
+    return html.unescape(match.group()) != match.group()
+
+
+def _has_markup(text: str) -> bool:
+    if "<" in text and _TAG_OPEN.search(text):
+        return True
+    return "&" in text and any(_is_live_ref(m) for m in _CHAR_REF.finditer(text))
+
+
+def _defuse(text: str) -> str:
+    """Text that stays text when someone renders it as HTML or cleans it again.
+
+    A feed that escapes its markup twice (`&amp;lt;script&amp;gt;`) leaves
+    `<script>` in the text after one decoding; such an opening `<` becomes the
+    full-width less-than (U+FF1C) and a live `&` reference the full-width
+    ampersand (U+FF06), so the stored text holds no markup and cleaning it a
+    second time changes nothing.
+    """
+    if "<" in text:
+        text = _TAG_OPEN.sub("\uff1c", text)
+    if "&" in text:
+        text = _CHAR_REF.sub(
+            lambda m: "\uff06" + m.group()[1:] if _is_live_ref(m) else m.group(), text
+        )
+    return text
+
+
+def plain_text(text: str | None) -> str:
+    """A feed's plain-text field (not HTML) as stored text: spaces normalised, defused."""
+    return _defuse(normalize_space(text or ""))
+
+
+def html_to_text(html_text: str | None) -> str:
     """Readable text of an HTML fragment: paragraphs on their own lines, no markup."""
-    if not html:
+    if not html_text:
         return ""
-    if "<" not in html and "&" not in html:
-        return normalize_space(html)
+    if not _has_markup(html_text):
+        text = normalize_space(html_text)
+        # Removing control characters can join a tag ("<\x1f?" -> "<?").
+        return _defuse(text) if _has_markup(text) else text
     extractor = _TextExtractor()
     try:
-        extractor.feed(html)
+        extractor.feed(html_text)
         extractor.close()
     except Exception:  # html.parser may fail on hostile markup; keep what we have
         pass
-    return normalize_space("".join(extractor.parts))
+    return _defuse(normalize_space("".join(extractor.parts)))
 
 
 def single_line(text: str | None) -> str:
@@ -305,20 +347,34 @@ def tokens(text: str) -> list[str]:
     so they can be compared as figures; "%" and "per cent" both become "pct";
     number words from two to twenty and the tens become digits.
     """
-    folded = _CURRENCY_PREFIX.sub("$", unicodedata.normalize("NFKC", text)).casefold()
-    folded = _APOSTROPHES.sub("", folded)
-    folded = _PERCENT.sub(" pct ", folded)
-    return [
-        _normal_number(token) if token[0].isdigit() else _NUMBER_WORDS.get(token, token)
+    return list(_line_tokens(text))
+
+
+# Paragraphs are tokenised several times per item (boilerplate learning, preparation,
+# and again when the item is a candidate for a later one): remember recent ones.
+@functools.lru_cache(maxsize=65536)
+def _line_tokens(text: str) -> tuple[str, ...]:
+    folded = unicodedata.normalize("NFKC", text)
+    # Each pattern costs a full scan; most paragraphs contain none of their triggers.
+    if "$" in folded:
+        folded = _CURRENCY_PREFIX.sub("$", folded)
+    folded = folded.casefold()
+    if "'" in folded or "\u2019" in folded:
+        folded = _APOSTROPHES.sub("", folded)
+    if "%" in folded or "per" in folded or "pct" in folded:
+        folded = _PERCENT.sub(" pct ", folded)
+    number_words = _NUMBER_WORDS
+    return tuple(
+        _normal_number(token) if token[0].isdigit() else number_words.get(token, token)
         for token in _TOKEN.findall(folded)
-    ]
+    )
 
 
 def is_figure(token: str) -> bool:
     return token[:1].isdigit()
 
 
-def shingles(words: list[str], size: int) -> list[str]:
+def shingles(words: Sequence[str], size: int) -> list[str]:
     """Word n-grams; a text shorter than `size` words is one shingle."""
     if not words:
         return []
@@ -329,10 +385,10 @@ def shingles(words: list[str], size: int) -> list[str]:
 
 def line_key(line: str) -> str:
     """The form in which a paragraph is counted when learning a feed's boilerplate."""
-    return " ".join(tokens(line))
+    return " ".join(_line_tokens(line))
 
 
-def _fingerprint(words: list[str]) -> str:
+def _fingerprint(words: Sequence[str]) -> str:
     return hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -342,7 +398,7 @@ def paragraphs(text: str) -> list[str]:
 
 def line_fingerprint(line: str) -> str:
     """A short stable id of a paragraph's words, for counting recurring lines."""
-    return _fingerprint(tokens(line))
+    return _fingerprint(_line_tokens(line))
 
 
 # A lead taken from prose lines, so credit lines, stamps and ticker headers at
@@ -350,6 +406,9 @@ def line_fingerprint(line: str) -> str:
 _MIN_LEAD_LINE_WORDS = 8
 
 
+# A stored item is prepared again each time it is a candidate for a new one; a
+# burst of copies of one story asks for the same few texts over and over.
+@functools.lru_cache(maxsize=4096)
 def prepare_body(
     text: str, boilerplate: frozenset[str], *, shingle_size: int, lead_words: int
 ) -> PreparedText:
@@ -361,9 +420,9 @@ def prepare_body(
     """
     lines: list[str] = []
     keys: list[str] = []
-    line_words: list[list[str]] = []
+    line_words: list[Sequence[str]] = []
     for line in paragraphs(text):
-        chunk = tokens(line)
+        chunk = _line_tokens(line)
         key = _fingerprint(chunk)
         if key not in boilerplate:
             lines.append(line)
@@ -532,7 +591,16 @@ _CREDIT_PREFIX = (
 )
 
 
-@functools.lru_cache(maxsize=8)
+# Letters that re.IGNORECASE matches to a plain one but casefold() keeps apart.
+_IGNORECASE_TWINS = str.maketrans({"\u0131": "i", "\u017f": "s"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold().translate(_IGNORECASE_TWINS)
+
+
+@functools.lru_cache(maxsize=256)
 def _credit_pattern(names: tuple[str, ...]) -> tuple[dict[str, str], re.Pattern[str]]:
     """One compiled pattern per publisher list; the list changes only with the config."""
     by_fold = {unicodedata.normalize("NFKC", n).casefold(): n for n in names}
@@ -556,11 +624,22 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
     is only the name, as syndicators print the origin under the headline.
     Matching is case-insensitive; the names come back as given.
     """
-    names = tuple(sorted({p for p in publishers if p.strip()}, key=len, reverse=True))
-    if not names or not text:
+    if not text:
+        return frozenset()
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    loose = folded.translate(_IGNORECASE_TWINS)
+    # The pattern alternates over every followed publisher; most texts name none of
+    # them, and those that do name few, so match only against the names present.
+    names = tuple(
+        sorted(
+            {p for p in publishers if p.strip() and _fold(p) in loose},
+            key=len,
+            reverse=True,
+        )
+    )
+    if not names:
         return frozenset()
     by_fold, pattern = _credit_pattern(names)
-    folded = unicodedata.normalize("NFKC", text).casefold()
     found: set[str] = set()
     for match in pattern.finditer(folded):
         hit = next(value for value in match.groupdict().values() if value)

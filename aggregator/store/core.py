@@ -8,6 +8,7 @@ while a poll writes. Rows never leave this module: callers get frozen records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -117,17 +118,23 @@ class Store(LinkStore, QueryStore):
         try:
             yield
         except sqlite3.Error as e:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise _storage_error(action, self.path, e, self.busy_timeout) from e
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as e:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            self._rollback()
             raise _storage_error(action, self.path, e, self.busy_timeout) from e
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself after a full disk or an I/O error; a second
+        # ROLLBACK would fail and hide the error that explains what happened.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         try:
@@ -292,6 +299,22 @@ class Store(LinkStore, QueryStore):
             self.record_poll(feed, update, report, len(entries), new, updated, now)
         return new, updated
 
+    def _stored_rows(
+        self, feed_id: int, keys: Sequence[str]
+    ) -> dict[str, tuple[int, str, str, int]]:
+        rows: dict[str, tuple[int, str, str, int]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for key, *row in self._conn.execute(
+                "SELECT entry_key, id, content_hash, published, published_from_feed FROM items "
+                f"WHERE feed_id = ? AND entry_key IN ({marks})",
+                (feed_id, *chunk),
+            ):
+                rows[key] = (row[0], row[1], row[2], row[3])
+        return rows
+
     def upsert_entries(
         self, feed: Feed, entries: Sequence[ParsedEntry], now: datetime
     ) -> list[EntryChange]:
@@ -301,27 +324,42 @@ class Store(LinkStore, QueryStore):
         """
         stamp = format_time(now)
         changes: list[EntryChange] = []
+        stored = self._stored_rows(feed.id, [entry.key for entry in entries])
+        next_id: int | None = None
         for entry in entries:
-            row = self._conn.execute(
-                "SELECT id, content_hash, published, published_from_feed FROM items "
-                "WHERE feed_id = ? AND entry_key = ?",
-                (feed.id, entry.key),
-            ).fetchone()
+            row = stored.get(entry.key)
             if row is None:
-                cursor = self._conn.execute(
-                    "INSERT INTO items (feed_id, entry_key, guid, url, canonical_url, title, "
+                if next_id is None:
+                    # The id SQLite would pick (no AUTOINCREMENT; this transaction is the
+                    # only writer), chosen here so the row is its own story from the start.
+                    next_id = int(
+                        self._conn.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[
+                            0
+                        ]
+                    )
+                item_id, next_id = next_id, next_id + 1
+                values = _entry_values(entry)
+                self._conn.execute(
+                    "INSERT INTO items (id, feed_id, entry_key, guid, url, canonical_url, title, "
                     "author, published, published_from_feed, updated, summary_html, "
                     "summary_text, content_html, content_text, categories, content_hash, "
-                    "first_seen, last_seen, updated_at, revisions) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    (feed.id, entry.key, *_entry_values(entry), stamp, stamp, stamp),
+                    "first_seen, last_seen, updated_at, revisions, story_id, relation, "
+                    "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, 0, ?, 'original', ?)",
+                    (
+                        item_id,
+                        feed.id,
+                        entry.key,
+                        *values,
+                        stamp,
+                        stamp,
+                        stamp,
+                        item_id,
+                        self._change_seq(),
+                    ),
                 )
-                item_id = int(cursor.lastrowid or 0)
-                self._conn.execute(
-                    "UPDATE items SET story_id = id, relation = 'original', change_seq = ? "
-                    "WHERE id = ?",
-                    (self._change_seq(), item_id),
-                )
+                # A key repeated within one document is stored once, as a later sight.
+                stored[entry.key] = (item_id, entry.content_hash, values[5], values[6])
                 changes.append(EntryChange(item_id, entry, ChangeStatus.NEW, now))
                 continue
             item_id, old_hash, old_published, old_from_feed = row
@@ -329,19 +367,19 @@ class Store(LinkStore, QueryStore):
                 self._conn.execute("UPDATE items SET last_seen = ? WHERE id = ?", (stamp, item_id))
                 changes.append(EntryChange(item_id, entry, ChangeStatus.SAME, now))
                 continue
-            values = list(_entry_values(entry))
+            update = list(_entry_values(entry))
             published = entry.published
             if not entry.published_from_feed:
                 # No date in the feed: the first time we saw it stays its date.
-                values[5], values[6] = old_published, old_from_feed
-                published = required_time(old_published)
+                update[5], update[6] = old_published, old_from_feed
+                published = required_time(update[5])
             self._conn.execute(
                 "UPDATE items SET guid = ?, url = ?, canonical_url = ?, title = ?, "
                 "author = ?, published = ?, published_from_feed = ?, updated = ?, "
                 "summary_html = ?, summary_text = ?, content_html = ?, content_text = ?, "
                 "categories = ?, content_hash = ?, last_seen = ?, updated_at = ?, "
                 "revisions = revisions + 1, change_seq = ? WHERE id = ?",
-                (*values, stamp, stamp, self._change_seq(), item_id),
+                (*update, stamp, stamp, self._change_seq(), item_id),
             )
             changes.append(
                 EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)

@@ -1,0 +1,164 @@
+"""Property tests: the pure functions hold their promises on any input hypothesis finds."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.models import Comparison, DedupSettings, Member
+from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
+from aggregator.syndication import Match, choose_parent, compare, is_copy
+from aggregator.text import canonical_url, html_to_text, normalize_space, prepare_body, single_line
+
+SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
+EXAMPLES = settings(
+    max_examples=2000 if SOAK else 200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+url_parts = st.sampled_from(
+    ["http://", "https://", "HTTP://", "ftp://", "", "//", "javascript:", "mailto:", "[", "%"]
+)
+urls = st.one_of(
+    st.text(),
+    st.builds(
+        lambda scheme, host, rest: scheme + host + rest,
+        url_parts,
+        st.text(alphabet=st.characters(codec="utf-8"), max_size=30),
+        st.text(max_size=60),
+    ),
+    st.from_regex(r"https?://[A-Za-z0-9.\-\[\]:]{1,30}(:\d{1,6})?(/[^#?]*)?(\?[^#]*)?(#.*)?"),
+)
+# HTML-ish text: fragments of tags, entities and double-escaped markup among any unicode.
+html_pieces = st.sampled_from(
+    [
+        "<p>", "</p>", "<script>", "</script>", "<br/>", "<b>", "&amp;", "&lt;", "&gt;",
+        "&amp;lt;", "&#0;", "&#xD800;", "&#9999999;", "&nbsp;", "&not", "<!--", "-->", "<![CDATA[",
+        "<pre>", "</pre>", "\n", "\r", "\x00", "<", "&", "<img src=x onerror=alert(1)>", " ",
+    ]
+)  # fmt: skip
+html_texts = st.one_of(
+    st.text(), st.lists(st.one_of(html_pieces, st.text(max_size=8))).map("".join)
+)
+
+
+@EXAMPLES
+@given(urls)
+def test_canonical_url_is_idempotent_and_never_raises(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once
+
+
+@EXAMPLES
+@given(html_texts)
+def test_text_preparation_is_idempotent_and_never_raises(text: str) -> None:
+    cleaned = html_to_text(text)
+    assert html_to_text(cleaned) == cleaned
+    assert normalize_space(cleaned) == cleaned
+    line = single_line(text)
+    assert single_line(line) == line
+    assert "\n" not in line
+    # Whatever came in, what is stored is text: no tag an HTML renderer would act on.
+    assert "<script" not in cleaned.lower() and "<iframe" not in cleaned.lower()
+    prepare_body(text, frozenset(), shingle_size=5, lead_words=60)
+
+
+@EXAMPLES
+@given(
+    interval=st.floats(min_value=1, max_value=7 * 86400),
+    errors=st.integers(min_value=0, max_value=10_000),
+    jitter=st.floats(min_value=-1, max_value=1),
+    cap_hours=st.floats(min_value=0.01, max_value=48),
+)
+def test_backoff_is_monotonic_in_errors_and_within_its_caps(
+    interval: float, errors: int, jitter: float, cap_hours: float
+) -> None:
+    cap = timedelta(hours=cap_hours)
+
+    def delay(count: int) -> float:
+        moment = next_check_at(
+            now=NOW, interval=interval, error_count=count, backoff_cap=cap, jitter=jitter
+        )
+        return (moment - NOW).total_seconds()
+
+    base = interval * (1 + JITTER_SHARE * jitter)
+    assert delay(errors) <= delay(errors + 1) + 1e-6
+    assert base - 1e-6 <= delay(errors) <= max(cap.total_seconds(), base) + 1e-6
+    assert delay(0) == delay(0)  # deterministic: jitter is fixed per feed, not random
+    default = next_check_at(now=NOW, interval=interval, error_count=errors, jitter=jitter)
+    assert (default - NOW).total_seconds() <= max(BACKOFF_CAP.total_seconds(), base) + 1e-6
+
+
+words = st.sampled_from(
+    "copper rose fell Reuters Acme Corp shares 3.5 per cent 12 million London Tokyo the a of "
+    "on in said profit quarter bank rate cut ECB Fed".split()
+)
+paragraph = st.lists(words, min_size=1, max_size=40).map(" ".join)
+bodies = st.lists(paragraph, min_size=0, max_size=6).map("\n".join)
+
+
+@EXAMPLES
+@given(bodies, bodies)
+def test_similarity_is_symmetric_and_so_is_the_verdict(first: str, second: str) -> None:
+    dedup = DedupSettings()
+    a = prepare_body(first, frozenset(), shingle_size=5, lead_words=60)
+    b = prepare_body(second, frozenset(), shingle_size=5, lead_words=60)
+    ab, ba = compare(a, b, 5), compare(b, a, 5)
+    assert (ab.jaccard, ab.containment, ab.shared) == (ba.jaccard, ba.containment, ba.shared)
+    if len(a.shingles) != len(b.shingles):
+        # The verdict measures the shorter text against the longer, whichever came first.
+        shorter = min(len(a.shingles), len(b.shingles))
+        assert is_copy(ab, shorter, dedup) == is_copy(ba, shorter, dedup)
+    same = compare(a, a, 5)
+    if a.shingles:
+        assert same.jaccard == 1.0 and same.containment == 1.0
+
+
+members = st.builds(
+    Member,
+    id=st.integers(min_value=1, max_value=6),
+    feed_id=st.integers(min_value=1, max_value=3),
+    publisher=st.sampled_from(["Reuters", "Acme Wire", "Desk"]),
+    published=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 3), timezones=st.just(UTC)
+    ),
+    first_seen=st.just(NOW),
+    title=st.just("t"),
+    credits=st.frozensets(st.sampled_from(["Reuters", "Acme Wire", "Desk"]), max_size=2),
+)
+SAME = Comparison(
+    jaccard=1.0,
+    containment=1.0,
+    shared=20,
+    figures_missing=0,
+    figures=0,
+    name_mismatch=0.0,
+    subject_missing=0,
+    aligned=True,
+)
+
+
+@EXAMPLES
+@given(members, st.lists(members, max_size=6, unique_by=lambda m: m.id))
+def test_an_item_is_never_its_own_parent(new: Member, others: list[Member]) -> None:
+    # Candidates may include the item itself (its own signature is in the index).
+    matches = [Match(m, SAME) for m in [*others, new] if m.id != new.id or m is new]
+    chosen, _ = choose_parent(new, matches)
+    assert chosen is None or chosen.member.id != new.id
+
+
+@EXAMPLES
+@given(members, members)
+def test_two_items_never_claim_each_other_as_parent(a: Member, b: Member) -> None:
+    if a.id == b.id or (b.publisher in a.credits and a.publisher in b.credits):
+        # Two items crediting each other contradict themselves; the linker only ever
+        # asks for the newer item's parent, and the store test checks for cycles.
+        return
+    a_parent, _ = choose_parent(a, [Match(b, SAME)])
+    b_parent, _ = choose_parent(b, [Match(a, SAME)])
+    assert not (a_parent is not None and b_parent is not None)
