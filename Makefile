@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit soak bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -21,7 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed
+# The demo ends by pointing at `serve` and `report`, so it brings the web extra along.
+$(VENV)/.installed-web: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[web]'
+	@touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed-web
 	$(BIN)/aggregator demo
 
 lint: $(VENV)/.installed-test
@@ -35,6 +40,11 @@ unit: $(VENV)/.installed-test
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The long variants of tests/reliability: 100 SIGKILLs instead of 20, readers for a
+# minute instead of 20 s, 10x the property examples.
+soak: $(VENV)/.installed-test
+	AGGREGATOR_SOAK=1 $(BIN)/pytest -q tests/reliability --durations=10
 
 # Benchmarks print figures and write bench/results.md; BENCH=full for the large sizes.
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -1082,6 +1082,98 @@ def demo(state: _State, demo_dir: Path | None) -> None:
         f"\nLook around: aggregator --db {db} stories   |   aggregator --db {db} show ID"
         f"   |   aggregator --db {db} items --json"
     )
+    missing = _missing_web_extra()
+    click.echo("\nSee it" + (f" (after pip install '{_WEB_EXTRA}'):" if missing else ":"))
+    click.echo(f"  aggregator --db {db} serve                         # browse stories and chains")
+    click.echo(f"  aggregator --db {db} report --output report.html   # syndication charts")
+
+
+_WEB_EXTRA = "aggregator[web]"
+# Modules of the web extra: a missing one means the extra is not installed.
+_WEB_MODULES = ("datasette", "uvicorn", "markupsafe", "matplotlib")
+
+
+def _missing_web_extra() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is None for name in _WEB_MODULES)
+
+
+def _web_extra_error(command: str, error: ModuleNotFoundError) -> AggregatorError:
+    if (error.name or "").partition(".")[0] not in _WEB_MODULES:
+        raise error
+    return AggregatorError(
+        f"`aggregator {command}` needs the web extra ({error.name} is not installed): "
+        f"pip install '{_WEB_EXTRA}'"
+    )
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.pass_obj
+def serve(state: _State, host: str, port: int) -> None:
+    """Browse stories, chains and feeds in a web page (Datasette, read-only).
+
+    Latest stories, one story's chain as a tree, search, feeds in error and the
+    syndication matrix are ready-made pages; any read-only SQL works too. Needs
+    the web extra: pip install 'aggregator[web]'. Ctrl-C stops it.
+    """
+    try:
+        from aggregator.web import serve as run_server
+    except ModuleNotFoundError as e:
+        raise _web_extra_error("serve", e) from e
+
+    db_path = state.db_path()
+
+    def ready(url: str) -> None:
+        click.echo(f"Serving {db_path} read-only at {url} (Ctrl-C stops)")
+        sys.stdout.flush()
+
+    run_server(db_path, host, port, ready)
+
+
+@cli.command()
+@click.option(
+    "--since",
+    metavar="AGE|ISO",
+    default="30d",
+    show_default=True,
+    help="Chart items published within this age or after this time.",
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write (one self-contained file: no network needed to open it).",
+)
+@click.pass_obj
+def report(state: _State, since: str, output: Path) -> None:
+    """Write a syndication report with charts to one HTML file.
+
+    Who copies whom (a publisher x publisher heatmap), how long copies take per
+    pair of publishers, items and stories per day, and the feeds' health. Needs
+    the web extra: pip install 'aggregator[web]'.
+    """
+    try:
+        from aggregator.report import write_report
+    except ModuleNotFoundError as e:
+        raise _web_extra_error("report", e) from e
+
+    now = utc_now()
+    summary = write_report(state.db_path(), output, since=_since(since, now), now=now)
+    click.echo(f"wrote {output}: {summary}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
