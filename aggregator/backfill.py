@@ -22,6 +22,7 @@ from aggregator.models import ChangeStatus, Feed, ParsedEntry, Settings
 from aggregator.parse import content_hash, entry_key
 from aggregator.store import Store
 from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
+from aggregator.workers import Digester, ItemDigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,16 @@ def count_lines(path: Path) -> int:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One publisher's share of a batch, with its digests under way."""
+
+    feed: Feed
+    entries: list[ParsedEntry]
+    digested: list[str]
+    wait: Callable[[], list[ItemDigest]]
+
+
 def run_import(
     store: Store,
     settings: Settings,
@@ -109,51 +120,80 @@ def run_import(
     batch: int = 500,
     progress: Callable[[int], None] = lambda done: None,
 ) -> ImportResult:
+    """Store and link the records of a JSONL file, oldest first within each batch.
+
+    Two stages overlap: while the writer stores and links one batch, worker
+    processes (`[daemon] processes`) prepare and sign the next one's texts.
+    """
     linker = Linker(store, settings)
     read = new = same = skipped = 0
     problem: str | None = None
     links: Counter[str] = Counter()
-    pending: list[tuple[str, ParsedEntry]] = []
     feeds: dict[str, Feed] = {}
 
-    def flush() -> None:
-        nonlocal new, same
+    def start(pending: list[tuple[str, ParsedEntry]], digester: Digester) -> list[_Group]:
         # Publish order across the batch, so originals are stored before their copies.
         pending.sort(key=lambda pair: pair[1].published)
         by_publisher: dict[str, list[ParsedEntry]] = {}
         for publisher, entry in pending:
             by_publisher.setdefault(publisher, []).append(entry)
+        groups = []
         for publisher, entries in by_publisher.items():
             if publisher not in feeds:
                 feeds[publisher] = store.archive_feed(publisher, now)
             feed = feeds[publisher]
+            # A re-run skips what is stored unchanged without preparing its text again.
+            stored = store.stored_hashes(feed.id, [e.key for e in entries])
+            todo = [e for e in entries if stored.get(e.key) != e.content_hash]
+            wait = digester.texts_later(
+                [(e.title, e.body_text) for e in todo],
+                boilerplate=linker.boilerplate_now(feed.id),
+                settings=settings.dedup,
+                publishers=linker.publishers,
+            )
+            groups.append(_Group(feed, entries, [e.key for e in todo], wait))
+        return groups
+
+    def finish(groups: list[_Group]) -> None:
+        nonlocal new, same
+        for group in groups:
+            digests = dict(zip(group.digested, group.wait(), strict=True))
             try:
                 with store.transaction():
-                    changes = store.upsert_entries(feed, entries, now)
-                    links.update(linker.link_changes(feed, changes, now))
+                    changes = store.upsert_entries(group.feed, group.entries, now)
+                    links.update(linker.link_changes(group.feed, changes, now, digests))
             except BaseException:
                 linker.rollback()
                 raise
             linker.commit()
             new += sum(1 for c in changes if c.status is ChangeStatus.NEW)
             same += sum(1 for c in changes if c.status is not ChangeStatus.NEW)
-        progress(len(pending))
-        pending.clear()
+            progress(len(group.entries))
 
-    for number, record in _records(path):
-        read += 1
-        if isinstance(record, str):
-            skipped += 1
-            problem = problem or record
-            continue
-        try:
-            pending.append(_entry(record, now))
-        except (ValueError, KeyError) as e:
-            skipped += 1
-            problem = problem or f"line {number}: {e}"
-            continue
-        if len(pending) >= batch:
-            flush()
-    if pending:
-        flush()
+    pending: list[tuple[str, ParsedEntry]] = []
+    in_flight: list[_Group] = []
+    full_batches = 0
+    # A file smaller than one batch is not worth starting worker processes for.
+    with Digester(settings.daemon.processes) as workers, Digester(1) as here:
+        for number, record in _records(path):
+            read += 1
+            if isinstance(record, str):
+                skipped += 1
+                problem = problem or record
+                continue
+            try:
+                pending.append(_entry(record, now))
+            except (ValueError, KeyError) as e:
+                skipped += 1
+                problem = problem or f"line {number}: {e}"
+                continue
+            if len(pending) >= batch:
+                started = start(pending, workers)
+                full_batches += 1
+                pending = []
+                finish(in_flight)
+                in_flight = started
+        finish(in_flight)
+        if pending:
+            finish(start(pending, workers if full_batches else here))
     return ImportResult(read, new, same, skipped, problem, links)

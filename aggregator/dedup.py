@@ -9,6 +9,9 @@ index can be rebuilt from the store after a restart.
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,6 +83,38 @@ def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     return int(lsh.b), int(lsh.r)
 
 
+Layout = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
+@functools.lru_cache(maxsize=8)
+def band_layout(settings: DedupSettings) -> Layout:
+    """(bands, rows, first band number) of the body and the lead signature."""
+    body_bands, body_rows = _band_layout(settings.body_lsh_threshold, settings.num_perm)
+    lead_bands, lead_rows = _band_layout(settings.lead_lsh_threshold, settings.num_perm)
+    return (body_bands, body_rows, 0), (lead_bands, lead_rows, body_bands)
+
+
+def band_keys(signature: Signature, layout: Layout) -> bytes:
+    """The keys one item is filed under (uint64s): worked out by workers, used by the index."""
+    parts = []
+    for raw, (bands, rows, first) in zip((signature.body, signature.lead), layout, strict=True):
+        values = np.frombuffer(raw, dtype="<u4")[: bands * rows].astype(np.uint64)
+        parts.append(_hash(values.reshape(1, bands, rows), first)[0])
+    return np.concatenate(parts).tobytes()
+
+
+def _hash(values: np.ndarray, first: int) -> np.ndarray:
+    """Band keys of values shaped (items, bands, rows)."""
+    rows = values.shape[2]
+    mixed = (values * _MIX[:rows]).sum(axis=2, dtype=np.uint64)
+    mixed ^= mixed >> np.uint64(29)
+    mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    mixed ^= mixed >> np.uint64(32)
+    band_numbers = np.arange(first, first + values.shape[1], dtype=np.uint64)
+    keys: np.ndarray = (mixed & _HASH_MASK) | (band_numbers << _BAND_SHIFT)
+    return keys
+
+
 class CandidateIndex:
     """LSH over two signatures per item (body, lead), compact enough for millions of items.
 
@@ -94,9 +129,7 @@ class CandidateIndex:
     _MIN_MERGE = 4096
 
     def __init__(self, settings: DedupSettings) -> None:
-        body_bands, body_rows = _band_layout(settings.body_lsh_threshold, settings.num_perm)
-        lead_bands, lead_rows = _band_layout(settings.lead_lsh_threshold, settings.num_perm)
-        self._layouts = ((body_bands, body_rows, 0), (lead_bands, lead_rows, body_bands))
+        self._layouts = band_layout(settings)
         # Sorted band keys and, for each, the slot of its item in _slot_ids.
         self._keys = np.empty(0, dtype=np.uint64)
         self._slots = np.empty(0, dtype=np.uint32)
@@ -106,7 +139,8 @@ class CandidateIndex:
         self._removed: set[int] = set()  # merged items taken out since the last merge
         # Items added since the last merge: id -> (band keys, published).
         self._recent: dict[int, tuple[np.ndarray, float]] = {}
-        self._recent_keys: dict[int, set[int]] = {}
+        # Band key -> the one recent item filed under it, or a list when several are.
+        self._recent_keys: dict[int, int | list[int]] = {}
 
     def __len__(self) -> int:
         return len(self._merged) - len(self._removed) + len(self._recent)
@@ -114,60 +148,108 @@ class CandidateIndex:
     def __contains__(self, item_id: int) -> bool:
         return item_id in self._recent or (item_id in self._merged and item_id not in self._removed)
 
-    def band_keys(self, signature: Signature) -> np.ndarray:
-        parts = []
-        for raw, (bands, rows, first) in zip(
-            (signature.body, signature.lead), self._layouts, strict=True
-        ):
-            values = np.frombuffer(raw, dtype="<u4")[: bands * rows].astype(np.uint64)
-            parts.append(self._hash(values.reshape(1, bands, rows), first)[0])
-        return np.concatenate(parts)
-
-    @staticmethod
-    def _hash(values: np.ndarray, first: int) -> np.ndarray:
-        """Band keys of values shaped (items, bands, rows)."""
-        rows = values.shape[2]
-        mixed = (values * _MIX[:rows]).sum(axis=2, dtype=np.uint64)
-        mixed ^= mixed >> np.uint64(29)
-        mixed *= np.uint64(0xBF58476D1CE4E5B9)
-        mixed ^= mixed >> np.uint64(32)
-        band_numbers = np.arange(first, first + values.shape[1], dtype=np.uint64)
-        keys: np.ndarray = (mixed & _HASH_MASK) | (band_numbers << _BAND_SHIFT)
-        return keys
+    def memory_bytes(self) -> int:
+        """What the index holds in memory, arrays and bookkeeping (an estimate for dicts)."""
+        arrays = sum(
+            a.nbytes for a in (self._keys, self._slots, self._slot_ids, self._slot_published)
+        )
+        bookkeeping = sum(
+            sys.getsizeof(container)
+            for container in (self._merged, self._removed, self._recent, self._recent_keys)
+        )
+        # Entries: an int per merged id; per recent item its key array and key sets.
+        entries = 28 * len(self._merged) + 28 * len(self._removed)
+        entries += sum(keys.nbytes + 112 + 24 for keys, _ in self._recent.values())
+        entries += sum(
+            32 + (sys.getsizeof(ids) if isinstance(ids, list) else 28)
+            for ids in self._recent_keys.values()
+        )
+        return arrays + bookkeeping + entries
 
     def add(self, item_id: int, signature: Signature, published: datetime) -> None:
+        self.add_keys(item_id, band_keys(signature, self._layouts), published)
+
+    def add_keys(self, item_id: int, band_keys: bytes, published: datetime) -> None:
+        """File an item under its band_keys(), worked out beforehand."""
         self.remove(item_id)
-        keys = self.band_keys(signature)
+        keys = np.frombuffer(band_keys, dtype=np.uint64)
         self._recent[item_id] = (keys, published.timestamp())
+        filed = self._recent_keys
         for key in keys.tolist():
-            self._recent_keys.setdefault(key, set()).add(item_id)
+            holders = filed.get(key)
+            if holders is None:
+                filed[key] = item_id
+            elif isinstance(holders, int):
+                filed[key] = [holders, item_id]
+            else:
+                holders.append(item_id)
         if len(self._recent) >= max(self._MIN_MERGE, len(self._merged) // 8):
             self._merge()
 
     def remove(self, item_id: int) -> None:
         recent = self._recent.pop(item_id, None)
         if recent is not None:
+            filed = self._recent_keys
             for key in recent[0].tolist():
-                holders = self._recent_keys[key]
-                holders.discard(item_id)
-                if not holders:
-                    del self._recent_keys[key]
+                holders = filed[key]
+                if isinstance(holders, int):
+                    del filed[key]
+                else:
+                    holders.remove(item_id)
+                    if len(holders) == 1:
+                        filed[key] = holders[0]
         elif item_id in self._merged:
             self._removed.add(item_id)
 
     def query(self, signature: Signature) -> set[int]:
-        keys = self.band_keys(signature)
-        found: set[int] = set()
+        return self.query_keys(band_keys(signature, self._layouts))
+
+    def query_keys(self, band_keys: bytes) -> set[int]:
+        """Items filed under any of an item's band_keys()."""
+        return set(self.band_hits(band_keys))
+
+    def query_best(self, band_keys: bytes, limit: int) -> set[int]:
+        """At most `limit` candidates: those sharing the most bands, then the newest.
+
+        Bands shared grow with similarity, so when hundreds of items qualify (a
+        feed of identical bodies, a wire story carried everywhere) the ones kept
+        are the closest copies, which place the item in its story as well.
+        """
+        hits = self.band_hits(band_keys, per_band=limit)
+        if len(hits) <= limit:
+            return set(hits)
+        ranked = sorted(hits.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)
+        return {item_id for item_id, _ in ranked[:limit]}
+
+    def band_hits(self, band_keys: bytes, per_band: int | None = None) -> Counter[int]:
+        """Items sharing at least one band with `band_keys`, with how many they share.
+
+        With `per_band`, only the newest that many items filed under each band count:
+        a band shared by thousands of identical bodies costs no more than that.
+        """
+        cap = per_band or len(self) + 1
+        keys = np.frombuffer(band_keys, dtype=np.uint64)
+        found: Counter[int] = Counter()
         if self._recent_keys:
+            filed = self._recent_keys
             for key in keys.tolist():
-                found.update(self._recent_keys.get(key, ()))
+                holders = filed.get(key)
+                if holders is None:
+                    continue
+                if isinstance(holders, int):
+                    found[holders] += 1
+                else:
+                    found.update(holders[-cap:])
         if len(self._keys):
             left = np.searchsorted(self._keys, keys, side="left")
             right = np.searchsorted(self._keys, keys, side="right")
             hits = right > left
             if hits.any():
                 slots = np.concatenate(
-                    [self._slots[lo:hi] for lo, hi in zip(left[hits], right[hits], strict=True)]
+                    [
+                        self._slots[max(lo, hi - cap) : hi]
+                        for lo, hi in zip(left[hits].tolist(), right[hits].tolist(), strict=True)
+                    ]
                 )
                 merged = self._slot_ids[slots].tolist()
                 found.update(i for i in merged if i not in self._removed)
@@ -222,7 +304,7 @@ class CandidateIndex:
         parts = []
         for raw, (bands, rows, first) in zip((bodies, leads), self._layouts, strict=True):
             values = np.frombuffer(raw, dtype="<u4").reshape(count, -1)[:, : bands * rows]
-            parts.append(self._hash(values.astype(np.uint64).reshape(count, bands, rows), first))
+            parts.append(_hash(values.astype(np.uint64).reshape(count, bands, rows), first))
         return np.concatenate(parts, axis=1)
 
     def _merge(

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from aggregator.dedup import CandidateIndex, Signature, parameters
+from aggregator.dedup import CandidateIndex, parameters
 from aggregator.errors import AggregatorError
 from aggregator.models import (
     ChangeStatus,
@@ -51,6 +51,12 @@ from aggregator.text import (
 from aggregator.workers import ItemDigest, digest_text
 
 log = logging.getLogger(__name__)
+
+# Candidates compared per new item. Copies of one story share the most bands with
+# each other, so the closest 64 are enough to place an item in its story; without a
+# cap, a feed of 1,000 identical bodies costs 500,000 comparisons on the writer.
+# See docs/design.md ("Candidates per item") for how often real text comes near it.
+MAX_CANDIDATES = 64
 
 # The index forgets items this long after they leave the window.
 _PRUNE_EVERY = timedelta(hours=1)
@@ -245,9 +251,11 @@ class Linker:
                     credits=credits,
                     story_id=item.item_id,
                 )
-                kind = self._place(feed, member, item, prepared, signature, index, boilerplate)
+                kind = self._place(
+                    feed, member, item, prepared, digest.band_keys, index, boilerplate
+                )
                 found[kind] += 1
-            index.add(item.item_id, signature, item.published)
+            index.add_keys(item.item_id, digest.band_keys, item.published)
             self._pending.append(item.item_id)
         self._prune(now)
         return found
@@ -275,12 +283,12 @@ class Linker:
         member: Member,
         item: ItemText,
         prepared: PreparedText,
-        signature: Signature,
+        keys: bytes,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
     ) -> list[Match]:
         window = timedelta(seconds=self._settings.window)
-        candidates = index.query(signature)
+        candidates = index.query_best(keys, MAX_CANDIDATES)
         same_url: set[int] = set()
         if item.canonical_url:
             same_url = set(self._store.items_with_url(item.canonical_url, member.id))
@@ -315,11 +323,11 @@ class Linker:
         member: Member,
         item: ItemText,
         prepared: PreparedText,
-        signature: Signature,
+        keys: bytes,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
     ) -> str:
-        matches = self._matches(member, item, prepared, signature, index, boilerplate)
+        matches = self._matches(member, item, prepared, keys, index, boilerplate)
         if not matches:
             self._store.set_link(_original(member.id))
             return Relation.ORIGINAL.value

@@ -19,13 +19,14 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.dedup import Signature, Signer
+from aggregator.dedup import Signature, Signer, band_keys, band_layout
 from aggregator.errors import ParseError
 from aggregator.models import DedupSettings, ParsedFeed, PreparedText
 from aggregator.parse import parse_feed
@@ -49,6 +50,8 @@ class ItemDigest:
     removed: frozenset[str]
     prepared: PreparedText
     signature: Signature
+    # Where the index files it (dedup.band_keys), so the writer need not hash it.
+    band_keys: bytes
     tickers: tuple[str, ...]
     credits: frozenset[str]
 
@@ -80,11 +83,13 @@ def digest_text(
     prepared = prepare_body(
         text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
     )
+    signature = _signer(settings).sign(prepared.shingles, prepared.lead_shingles)
     return ItemDigest(
         line_keys=line_keys,
         removed=line_keys & boilerplate,
         prepared=prepared,
-        signature=_signer(settings).sign(prepared.shingles, prepared.lead_shingles),
+        signature=signature,
+        band_keys=band_keys(signature, band_layout(settings)),
         # From the body without the feed's boilerplate: a site-wide "market snapshot"
         # line would otherwise tag every story with the same tickers.
         tickers=extract_tickers(title, "\n".join(prepared.lines)),
@@ -124,6 +129,23 @@ def digest_body(
     return FeedDigest(parsed, None, items)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Run in each worker: end soon after the process that started it, even by SIGKILL.
+
+    A worker holds both ends of its task queue, so it never sees the parent's end
+    close; without this, a killed daemon would leave its workers behind. (Not
+    PR_SET_PDEATHSIG: that follows the thread that spawned the worker, which may
+    be a short-lived fetch thread.)
+    """
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 class Digester:
     """Runs digests in worker processes, or on the calling thread with `processes=1`.
 
@@ -153,11 +175,15 @@ class Digester:
             return None
         with self._lock:
             if self._pool is None and not self._closed:
-                # forkserver, not fork: the daemon has threads, and a forked child
-                # inherits whatever locks they held at that moment.
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["aggregator.workers"])
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+                # spawn, not fork: the daemon has threads, and a forked child inherits
+                # whatever locks they held then, and the database lock's descriptor.
+                # Not forkserver either: its server outlives a SIGKILLed parent.
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._pool
 
     def feed(
@@ -190,6 +216,42 @@ class Digester:
                 self._reset()
         return job()
 
+    def texts_later(
+        self,
+        texts: Sequence[tuple[str, str]],
+        *,
+        boilerplate: frozenset[str],
+        settings: DedupSettings,
+        publishers: tuple[str, ...],
+    ) -> Callable[[], list[ItemDigest]]:
+        """Start digesting now; the returned call waits for the digests.
+
+        Lets the writer link one batch while the workers digest the next.
+        """
+        pool = self._executor()
+        if pool is None or not texts:
+            return functools.partial(digest_texts, texts, boilerplate, settings, publishers)
+        size = -(-len(texts) // self.processes)
+        try:
+            futures = [
+                pool.submit(digest_texts, texts[i : i + size], boilerplate, settings, publishers)
+                for i in range(0, len(texts), size)
+            ]
+        except (BrokenProcessPool, RuntimeError) as e:
+            log.warning("worker process failed (%s); digesting here instead", e)
+            self._reset()
+            return functools.partial(digest_texts, texts, boilerplate, settings, publishers)
+
+        def wait() -> list[ItemDigest]:
+            try:
+                return [digest for future in futures for digest in future.result()]
+            except (BrokenProcessPool, RuntimeError) as e:
+                log.warning("worker process failed (%s); digesting here instead", e)
+                self._reset()
+                return digest_texts(texts, boilerplate, settings, publishers)
+
+        return wait
+
     def texts(
         self,
         texts: Sequence[tuple[str, str]],
@@ -199,21 +261,10 @@ class Digester:
         publishers: tuple[str, ...],
     ) -> list[ItemDigest]:
         """Digests of (title, text) pairs, split across the workers."""
-        pool = self._executor()
-        if pool is None or len(texts) < 2:
-            return digest_texts(texts, boilerplate, settings, publishers)
-        size = -(-len(texts) // self.processes)
-        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-        try:
-            futures = [
-                pool.submit(digest_texts, chunk, boilerplate, settings, publishers)
-                for chunk in chunks
-            ]
-            return [digest for future in futures for digest in future.result()]
-        except (BrokenProcessPool, RuntimeError) as e:
-            log.warning("worker process failed (%s); digesting here instead", e)
-            self._reset()
-            return digest_texts(texts, boilerplate, settings, publishers)
+        wait = self.texts_later(
+            texts, boilerplate=boilerplate, settings=settings, publishers=publishers
+        )
+        return wait()
 
     def _reset(self) -> None:
         with self._lock:

@@ -9,7 +9,8 @@ one ThreadingHTTPServer on 127.0.0.1, and times, alternating the two products:
   cold  `aggregator poll --all` into an empty database (a subprocess, start-up included)
         vs reader's `update_feeds(workers=8, scheduled=False)` into another (in-process);
   warm  the same databases polled again while the server answers 304 to validators (a),
-        and while it sends no validators and unchanged bodies (b).
+        while it sends no validators and unchanged bodies (b), and after 2 new entries
+        were added to every feed (c).
 
 Needs the `bench` extra (`pip install -e '.[bench]'`: reader, sgmllib3k). Prints
 entries/s for each, the ratio, and a final line of figures (min/median/max of RUNS).
@@ -75,6 +76,27 @@ def generate(feeds: int, entries: int, seed: int = 7) -> dict[str, bytes]:
             f"<description>bench</description>{''.join(parts)}</channel></rss>"
         ).encode()
     return documents
+
+
+def with_new_entries(documents: dict[str, bytes], count: int, seed: int = 11) -> dict[str, bytes]:
+    """Each feed with `count` fresh entries on top (a changed body, new ETag)."""
+    rng = random.Random(seed)
+    words = sorted({"".join(rng.choice("aeioukltrsmnpd") for _ in range(rng.randint(3, 9)))
+                    for _ in range(4000)})  # fmt: skip
+    when = format_datetime(datetime(2026, 11, 20, tzinfo=UTC), usegmt=True)
+    fresh = {}
+    for path, document in documents.items():
+        items = "".join(
+            f"<item><title>New {path} {n}</title><link>https://new.example{path}/{n}</link>"
+            f'<guid isPermaLink="false">new{path}-{n}</guid><pubDate>{when}</pubDate>'
+            "<description>"
+            + escape("<p>" + " ".join(sentence(rng, words) for _ in range(20)) + "</p>")
+            + "</description></item>"
+            for n in range(count)
+        )
+        head, tail = document.decode().split("<item>", 1)
+        fresh[path] = (head + items + "<item>" + tail).encode()
+    return fresh
 
 
 class Server:
@@ -149,10 +171,12 @@ def main() -> int:
         print("cold_poll: reader is not installed (pip install -e '.[bench]'); skipped")
         return 0
     documents = generate(args.feeds, args.entries)
+    changed = with_new_entries(documents, 2)
     entries = sum(doc.count(b"<item>") for doc in documents.values())
     server = Server(documents)
     urls = [server.base + path for path in documents]
-    cold_ours, cold_theirs, warm_a, warm_b, warm_a_reader, warm_b_reader = ([] for _ in range(6))
+    cold_ours, cold_theirs = [], []
+    warm_a, warm_b, warm_c, warm_a_reader, warm_b_reader, warm_c_reader = ([] for _ in range(6))
     for run in range(args.runs):
         tmp = Path(tempfile.mkdtemp(prefix="cold-poll-"))
         try:
@@ -171,16 +195,23 @@ def main() -> int:
                 order.reverse()
             for name, target in order:
                 server.validators = True
+                server.documents = documents
                 if name == "ours":
                     cold_ours.append(ours(target))
                     warm_a.append(ours(target))
                     server.validators = False
                     warm_b.append(ours(target))
+                    server.validators = True
+                    server.documents = changed
+                    warm_c.append(ours(target))
                 else:
                     cold_theirs.append(theirs(target, urls, add=True))
                     warm_a_reader.append(theirs(target, urls, add=False))
                     server.validators = False
                     warm_b_reader.append(theirs(target, urls, add=False))
+                    server.validators = True
+                    server.documents = changed
+                    warm_c_reader.append(theirs(target, urls, add=False))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     ours_rate = entries / statistics.median(cold_ours)
@@ -190,10 +221,15 @@ def main() -> int:
     print(f"cold   reader {spread(cold_theirs)}  ({their_rate:.0f} entries/s)")
     print(f"warm a (304)            ours {spread(warm_a)}  reader {spread(warm_a_reader)}")
     print(f"warm b (same bodies)    ours {spread(warm_b)}  reader {spread(warm_b_reader)}")
+    print(f"warm c (2 new per feed) ours {spread(warm_c)}  reader {spread(warm_c_reader)}")
     print(
         f"cold_poll: feeds={args.feeds} entries={entries} ours_entries_per_s={ours_rate:.0f} "
         f"reader_entries_per_s={their_rate:.0f} ratio={ours_rate / their_rate:.2f} "
-        f"warm_a_s={statistics.median(warm_a):.2f} warm_b_s={statistics.median(warm_b):.2f}"
+        f"warm_a_s={statistics.median(warm_a):.2f} warm_b_s={statistics.median(warm_b):.2f} "
+        f"warm_c_s={statistics.median(warm_c):.2f} "
+        f"reader_warm_a_s={statistics.median(warm_a_reader):.2f} "
+        f"reader_warm_b_s={statistics.median(warm_b_reader):.2f} "
+        f"reader_warm_c_s={statistics.median(warm_c_reader):.2f}"
     )
     return 0
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,8 @@ from aggregator.pipeline import poll
 from aggregator.store import Store
 from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester, digest_text
 from tests.feeds import NOW, make_settings, rfc822, rss
+
+REPO = Path(__file__).resolve().parents[1]
 
 STORY = [
     "Marlow Freight said on Monday it agreed to buy the Ostend container terminal from "
@@ -170,3 +175,43 @@ def test_processes_setting(processes: int) -> None:
     assert digester.processes == (processes or os.cpu_count() or 1)
     assert digester.parallel == (digester.processes > 1)
     digester.close()
+
+
+CHILD = """
+import sys, time
+from aggregator.models import DedupSettings
+from aggregator.workers import Digester
+if __name__ == "__main__":
+    digester = Digester(2)
+    digester.texts([("t", "some words here")] * 4, boilerplate=frozenset(),
+                   settings=DedupSettings(), publishers=())
+    print(" ".join(str(pid) for pid in digester._pool._processes), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"

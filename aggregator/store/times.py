@@ -15,6 +15,12 @@ def format_time(value: datetime) -> str:
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
+    if len(value) == 20 and value[10] == "T" and value[19] == "Z":
+        # The format we write, read ~20x faster than strptime (linking reads thousands).
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
     return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
