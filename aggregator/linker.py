@@ -228,7 +228,8 @@ class Linker:
                 digest = digest_text(
                     item.title, item.text, boilerplate(feed.id), self._settings, self.publishers
                 )
-            prepared, signature = digest.prepared, digest.signature
+            signature = digest.signature
+            lazy = _Lazy(item.text, boilerplate(feed.id), self._prepare)
             self._store.set_tickers(item.item_id, digest.tickers)
             credits = digest.credits | _linked_publishers(item.html, sites, own=feed.publisher)
             self._store.save_signature(
@@ -236,8 +237,8 @@ class Linker:
                 item.published,
                 signature.body,
                 signature.lead,
-                "\n".join(prepared.lines),
-                len(prepared.shingles),
+                "\n".join(digest.lines),
+                digest.shingle_count,
                 credits,
             )
             if item.item_id in fresh:
@@ -251,9 +252,7 @@ class Linker:
                     credits=credits,
                     story_id=item.item_id,
                 )
-                kind = self._place(
-                    feed, member, item, prepared, digest.band_keys, index, boilerplate
-                )
+                kind = self._place(feed, member, item, lazy, digest.band_keys, index, boilerplate)
                 found[kind] += 1
             index.add_keys(item.item_id, digest.band_keys, item.published)
             self._pending.append(item.item_id)
@@ -282,7 +281,7 @@ class Linker:
         self,
         member: Member,
         item: ItemText,
-        prepared: PreparedText,
+        lazy: _Lazy,
         keys: bytes,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
@@ -294,6 +293,9 @@ class Linker:
             same_url = set(self._store.items_with_url(item.canonical_url, member.id))
         candidates |= same_url
         candidates.discard(member.id)
+        if not candidates:
+            return []
+        prepared = lazy()
         matches: list[Match] = []
         for other, text in self._store.members(candidates).values():
             if abs(other.published - member.published) > window and other.id not in same_url:
@@ -322,15 +324,16 @@ class Linker:
         feed: Feed,
         member: Member,
         item: ItemText,
-        prepared: PreparedText,
+        lazy: _Lazy,
         keys: bytes,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
     ) -> str:
-        matches = self._matches(member, item, prepared, keys, index, boilerplate)
+        matches = self._matches(member, item, lazy, keys, index, boilerplate)
         if not matches:
             self._store.set_link(_original(member.id))
             return Relation.ORIGINAL.value
+        prepared = lazy()
         hints = self._hints.get(feed.name, ())
         parent, method = choose_parent(member, matches, hints)
         # The new item may bridge several stories (a full text matching a summary
@@ -401,6 +404,25 @@ class Linker:
         self, prepared: PreparedText, other: Member, boilerplate: _Boilerplate
     ) -> Comparison:
         return compare(prepared, self._stored(other, boilerplate), self._settings.shingle_size)
+
+
+class _Lazy:
+    """An item's prepared body, made on first use: most items never need it."""
+
+    def __init__(
+        self,
+        text: str,
+        boilerplate: frozenset[str],
+        prepare: Callable[[str, frozenset[str]], PreparedText],
+    ) -> None:
+        self._arguments = (text, boilerplate)
+        self._prepare = prepare
+        self._prepared: PreparedText | None = None
+
+    def __call__(self) -> PreparedText:
+        if self._prepared is None:
+            self._prepared = self._prepare(*self._arguments)
+        return self._prepared
 
 
 class _Boilerplate:

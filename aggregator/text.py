@@ -351,8 +351,9 @@ def tokens(text: str) -> list[str]:
 
 
 # Paragraphs are tokenised several times per item (boilerplate learning, preparation,
-# and again when the item is a candidate for a later one): remember recent ones.
-@functools.lru_cache(maxsize=65536)
+# and again when the item is a candidate for a later one): remember recent ones. A
+# poll's batch is a few hundred paragraphs; each entry holds ~4 KB.
+@functools.lru_cache(maxsize=8192)
 def _line_tokens(text: str) -> tuple[str, ...]:
     folded = unicodedata.normalize("NFKC", text)
     # Each pattern costs a full scan; most paragraphs contain none of their triggers.
@@ -407,8 +408,9 @@ _MIN_LEAD_LINE_WORDS = 8
 
 
 # A stored item is prepared again each time it is a candidate for a new one; a
-# burst of copies of one story asks for the same few texts over and over.
-@functools.lru_cache(maxsize=4096)
+# burst of copies of one story asks for the same few texts over and over. Each
+# prepared text of ~350 words holds ~180 KB of shingle sets, hence a small cache.
+@functools.lru_cache(maxsize=256)
 def prepare_body(
     text: str, boilerplate: frozenset[str], *, shingle_size: int, lead_words: int
 ) -> PreparedText:

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout
 from aggregator.errors import ParseError
-from aggregator.models import DedupSettings, ParsedFeed, PreparedText
+from aggregator.models import DedupSettings, ParsedFeed
 from aggregator.parse import parse_feed
 from aggregator.text import credited_publishers, line_fingerprint, paragraphs, prepare_body
 from aggregator.tickers import extract_tickers
@@ -48,7 +48,11 @@ class ItemDigest:
     line_keys: frozenset[str]
     # Those of line_keys that were boilerplate when the digest was made.
     removed: frozenset[str]
-    prepared: PreparedText
+    # The prepared body's kept paragraphs and shingle count. Not the prepared body
+    # itself (~180 KB): most items have no candidate, and the writer prepares the
+    # few that do, so it need not cross the process boundary.
+    lines: tuple[str, ...]
+    shingle_count: int
     signature: Signature
     # Where the index files it (dedup.band_keys), so the writer need not hash it.
     band_keys: bytes
@@ -87,7 +91,8 @@ def digest_text(
     return ItemDigest(
         line_keys=line_keys,
         removed=line_keys & boilerplate,
-        prepared=prepared,
+        lines=prepared.lines,
+        shingle_count=len(prepared.shingles),
         signature=signature,
         band_keys=band_keys(signature, band_layout(settings)),
         # From the body without the feed's boilerplate: a site-wide "market snapshot"
