@@ -135,7 +135,8 @@ class CandidateIndex:
         self._slots = np.empty(0, dtype=np.uint32)
         self._slot_ids = np.empty(0, dtype=np.int64)
         self._slot_published = np.empty(0, dtype=np.float64)
-        self._merged: dict[int, int] = {}  # item id -> slot, for items in the arrays
+        # Item ids in the arrays, sorted, for membership without a dict entry per item.
+        self._merged_ids = np.empty(0, dtype=np.int64)
         self._removed: set[int] = set()  # merged items taken out since the last merge
         # Items added since the last merge: id -> (band keys, published).
         self._recent: dict[int, tuple[np.ndarray, float]] = {}
@@ -143,22 +144,35 @@ class CandidateIndex:
         self._recent_keys: dict[int, int | list[int]] = {}
 
     def __len__(self) -> int:
-        return len(self._merged) - len(self._removed) + len(self._recent)
+        return len(self._slot_ids) - len(self._removed) + len(self._recent)
 
     def __contains__(self, item_id: int) -> bool:
-        return item_id in self._recent or (item_id in self._merged and item_id not in self._removed)
+        return item_id in self._recent or (
+            self._is_merged(item_id) and item_id not in self._removed
+        )
+
+    def _is_merged(self, item_id: int) -> bool:
+        at = int(np.searchsorted(self._merged_ids, item_id))
+        return at < len(self._merged_ids) and int(self._merged_ids[at]) == item_id
 
     def memory_bytes(self) -> int:
         """What the index holds in memory, arrays and bookkeeping (an estimate for dicts)."""
         arrays = sum(
-            a.nbytes for a in (self._keys, self._slots, self._slot_ids, self._slot_published)
+            a.nbytes
+            for a in (
+                self._keys,
+                self._slots,
+                self._slot_ids,
+                self._slot_published,
+                self._merged_ids,
+            )
         )
         bookkeeping = sum(
             sys.getsizeof(container)
-            for container in (self._merged, self._removed, self._recent, self._recent_keys)
+            for container in (self._removed, self._recent, self._recent_keys)
         )
         # Entries: an int per merged id; per recent item its key array and key sets.
-        entries = 28 * len(self._merged) + 28 * len(self._removed)
+        entries = 28 * len(self._removed)
         entries += sum(keys.nbytes + 112 + 24 for keys, _ in self._recent.values())
         entries += sum(
             32 + (sys.getsizeof(ids) if isinstance(ids, list) else 28)
@@ -183,7 +197,7 @@ class CandidateIndex:
                 filed[key] = [holders, item_id]
             else:
                 holders.append(item_id)
-        if len(self._recent) >= max(self._MIN_MERGE, len(self._merged) // 8):
+        if len(self._recent) >= max(self._MIN_MERGE, len(self._slot_ids) // 8):
             self._merge()
 
     def remove(self, item_id: int) -> None:
@@ -198,7 +212,7 @@ class CandidateIndex:
                     holders.remove(item_id)
                     if len(holders) == 1:
                         filed[key] = holders[0]
-        elif item_id in self._merged:
+        elif self._is_merged(item_id):
             self._removed.add(item_id)
 
     def query(self, signature: Signature) -> set[int]:
@@ -314,9 +328,8 @@ class CandidateIndex:
         extra_published: np.ndarray | None = None,
     ) -> None:
         """Rebuild the sorted arrays from live merged items, recent ones and `extra`."""
-        live = np.array(
-            [slot for i, slot in self._merged.items() if i not in self._removed], dtype=np.int64
-        )
+        removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
+        live = np.flatnonzero(~np.isin(self._slot_ids, removed))
         per_item = sum(bands for bands, _, _ in self._layouts)
         old_keys = np.empty((len(live), per_item), dtype=np.uint64)
         if len(live):
@@ -344,7 +357,7 @@ class CandidateIndex:
         order = np.argsort(flat, kind="stable")
         self._keys = flat[order]
         self._slots = slots[order]
-        self._merged = {int(i): slot for slot, i in enumerate(self._slot_ids.tolist())}
+        self._merged_ids = np.sort(self._slot_ids)
         self._removed = set()
         self._recent = {}
         self._recent_keys = {}

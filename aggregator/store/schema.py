@@ -244,6 +244,12 @@ def _m006_body_hash(db: sqlite_utils.Database) -> None:
     db.table("feeds").add_column("body_hash", str)
 
 
+def _m007_boilerplate_index(db: sqlite_utils.Database) -> None:
+    # A feed's boilerplate is its lines counted in enough items; without this the query
+    # reads every line the feed ever had (millions after a large import) on each poll.
+    db.table("feed_lines").create_index(["feed_id", "items"])
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -251,4 +257,5 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
     (4, "daemon_state", _m004_daemon_state),
     (5, "full-text search, change numbers, export cursors, tickers", _m005_search_and_exports),
     (6, "feeds.body_hash", _m006_body_hash),
+    (7, "index of learned lines by count", _m007_boilerplate_index),
 )
