@@ -21,6 +21,8 @@ QUICK = {
     "eval_dedup.py --generate": ["--generate", "2000"],
     "eval_dedup.py labelled": [str(HERE.parent / "tests" / "data" / "labelled.json")],
     "search.py": ["--items", "20000", "--queries", "100"],
+    "dedup_stage.py": ["--items", "20000"],
+    "restart.py": ["--items", "200000"],
     "reuters.py": ["--sample", "50"],
     "thresholds.py": [],
     "tickers.py": [],
@@ -30,6 +32,8 @@ FULL = {
     "cold_poll.py": ["--feeds", "200", "--runs", "3"],
     "eval_dedup.py --generate": ["--generate", "20000"],
     "search.py": ["--items", "200000", "--queries", "200"],
+    "dedup_stage.py": ["--items", "200000"],
+    "restart.py": ["--items", "1000000"],
 }
 
 

@@ -762,7 +762,7 @@ def test_index_finds_the_same_after_merging_and_after_a_bulk_load() -> None:
     expected = answers(recent)
     assert expected[0] == {1} and expected[4] == {2} and expected[5] == set()
     merged, _ = index_of(**texts)
-    merged._merge()
+    merged._merge_recent()
     assert answers(merged) == expected
     loaded = CandidateIndex(SETTINGS)
     loaded.load(
@@ -775,26 +775,26 @@ def test_index_finds_the_same_after_merging_and_after_a_bulk_load() -> None:
 
 def test_index_remove_re_add_and_prune_across_merges() -> None:
     index, ids = index_of(original=ORIGINAL, flows=FLOWS)
-    index._merge()
+    index._merge_recent()
     index.remove(ids["original"])
     assert ids["original"] not in index and len(index) == 1
     assert index.query(sign(ORIGINAL)) == set()
     index.add(ids["original"], sign(ORIGINAL), INDEXED_AT + timedelta(days=3))
     assert index.query(sign(ORIGINAL)) == {ids["original"]}
-    index._merge()
+    index._merge_recent()
     assert len(index) == 2 and index.query(sign(CHROME)) == {ids["original"]}
     # Flows was indexed earlier than the re-added original: pruning takes only it.
     assert index.prune(INDEXED_AT + timedelta(days=1)) == 1
     assert ids["flows"] not in index and ids["original"] in index
     assert index.query(sign(FLOWS)) == set()
-    index._merge()
+    index._rebuild()
     assert len(index) == 1 and index.query(sign(WIRE)) == {ids["original"]}
 
 
 def test_index_merges_by_itself_as_it_grows() -> None:
     index = CandidateIndex(SETTINGS)
     signature = sign(ORIGINAL)
-    count = CandidateIndex._MIN_MERGE + 10
+    count = CandidateIndex._BATCH + 10
     for number in range(count):
         index.add(number, signature, INDEXED_AT)
     assert len(index._recent) == 10 and len(index) == count
