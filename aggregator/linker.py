@@ -159,6 +159,10 @@ class Linker:
             feed_id, self._settings.boilerplate_min_items, self._settings.boilerplate_min_share
         )
 
+    def known_entries(self, feed_id: int) -> frozenset[str]:
+        """Hash prefixes of the entries in the feed's last document, for digests made elsewhere."""
+        return self._store.entry_hashes(feed_id)
+
     def link_changes(
         self,
         feed: Feed,

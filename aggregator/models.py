@@ -158,6 +158,11 @@ class FetchResult:
     elapsed: float = 0.0
 
 
+# Enough of a content hash to tell a feed's entries apart (feeds.entry_hashes); a
+# collision only means an entry is digested on the writer, not in a worker process.
+HASH_PREFIX = 16
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedEntry:
     key: str

@@ -123,6 +123,7 @@ def fetch_job(
     """
     request = fetch_request(settings, feed)
     boilerplate = linker.boilerplate_now(feed.id) if digester.parallel else frozenset()
+    known = linker.known_entries(feed.id) if digester.parallel else frozenset()
     publishers = linker.publishers
     fetcher_gate = gate or contextlib.nullcontext()
 
@@ -145,6 +146,7 @@ def fetch_job(
             boilerplate=boilerplate,
             settings=settings.dedup,
             publishers=publishers,
+            known=known,
         )
         return fetched, digest
 
@@ -250,6 +252,8 @@ def store_result(
     try:
         with store.transaction():
             changes = store.upsert_entries(feed, entries, now)
+            if parsed is not None:
+                store.set_entry_hashes(feed.id, (entry.content_hash for entry in entries))
             dedup_started = time.monotonic()
             found = linker.link_changes(
                 feed, changes, now, digest.items if digest is not None else None

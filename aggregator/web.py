@@ -103,6 +103,7 @@ TABLES: dict[str, tuple[str, str, dict[str, str]]] = {
             "learned_items": "Items the feed's boilerplate lines were learned from.",
             "site_url": "The site the feed says it belongs to.",
             "body_hash": "Digest of the last body parsed: an identical body is skipped.",
+            "entry_hashes": "Content-hash prefixes of the entries in the last document parsed.",
         },
     ),
     "fetches": (

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout
 from aggregator.errors import ParseError
-from aggregator.models import DedupSettings, ParsedFeed
+from aggregator.models import HASH_PREFIX, DedupSettings, ParsedFeed
 from aggregator.parse import parse_feed
 from aggregator.text import credited_publishers, line_fingerprint, paragraphs, prepare_body
 from aggregator.tickers import extract_tickers
@@ -121,8 +121,13 @@ def digest_body(
     boilerplate: frozenset[str],
     settings: DedupSettings,
     publishers: tuple[str, ...],
+    known: frozenset[str] = frozenset(),
 ) -> FeedDigest:
-    """Parse a fetched feed document and digest each entry's text."""
+    """Parse a fetched feed document and digest each entry's text.
+
+    Entries whose content hash starts with one of `known` (the feed's last document)
+    are stored already and are not digested: the writer will find them unchanged.
+    """
     try:
         parsed = parse_feed(body, url=url, now=now, content_type=content_type)
     except ParseError as e:
@@ -130,6 +135,7 @@ def digest_body(
     items = {
         entry.key: digest_text(entry.title, entry.body_text, boilerplate, settings, publishers)
         for entry in parsed.entries
+        if entry.content_hash[:HASH_PREFIX] not in known
     }
     return FeedDigest(parsed, None, items)
 
@@ -201,6 +207,7 @@ class Digester:
         boilerplate: frozenset[str],
         settings: DedupSettings,
         publishers: tuple[str, ...],
+        known: frozenset[str] = frozenset(),
     ) -> FeedDigest:
         job = functools.partial(
             digest_body,
@@ -211,6 +218,7 @@ class Digester:
             boilerplate=boilerplate,
             settings=settings,
             publishers=publishers,
+            known=known,
         )
         pool = self._executor()
         if pool is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 QUICK = {
-    "cold_poll.py": ["--feeds", "40", "--runs", "3"],
+    "cold_poll.py": ["--feeds", "200", "--runs", "3"],
     "eval_dedup.py --generate": ["--generate", "2000"],
     "eval_dedup.py labelled": [str(HERE.parent / "tests" / "data" / "labelled.json")],
     "search.py": ["--items", "20000", "--queries", "100"],
@@ -29,9 +29,9 @@ QUICK = {
 }
 FULL = {
     **QUICK,
-    "cold_poll.py": ["--feeds", "200", "--runs", "3"],
+    "cold_poll.py": ["--feeds", "1000", "--runs", "3"],
     "eval_dedup.py --generate": ["--generate", "20000"],
-    "search.py": ["--items", "200000", "--queries", "200"],
+    "search.py": ["--items", "1000000", "--queries", "200"],
     "dedup_stage.py": ["--items", "200000"],
     "restart.py": ["--items", "1000000"],
 }

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from aggregator.models import ItemText, Link, Member, Relation
+from aggregator.models import HASH_PREFIX, ItemText, Link, Member, Relation
 from aggregator.store.times import format_time, parse_time
 
 
@@ -36,6 +36,20 @@ class LinkStore:
             "INSERT OR IGNORE INTO item_tickers (item_id, ticker) VALUES (?, ?)",
             [(item_id, ticker) for ticker in tickers],
         )
+
+    def set_entry_hashes(self, feed_id: int, hashes: Iterable[str]) -> None:
+        """Remember the content hashes of the feed's last parsed document (in a transaction)."""
+        self._conn.execute(
+            "UPDATE feeds SET entry_hashes = ? WHERE id = ?",
+            (" ".join(sorted({h[:HASH_PREFIX] for h in hashes})), feed_id),
+        )
+
+    def entry_hashes(self, feed_id: int) -> frozenset[str]:
+        """Prefixes of the content hashes in the feed's last parsed document."""
+        row = self._conn.execute(
+            "SELECT entry_hashes FROM feeds WHERE id = ?", (feed_id,)
+        ).fetchone()
+        return frozenset((row[0] or "").split()) if row else frozenset()
 
     def stored_hashes(self, feed_id: int, keys: Sequence[str]) -> dict[str, str]:
         """Content hash of each of `keys` already stored in the feed."""

@@ -250,6 +250,12 @@ def _m007_boilerplate_index(db: sqlite_utils.Database) -> None:
     db.table("feed_lines").create_index(["feed_id", "items"])
 
 
+def _m008_entry_hashes(db: sqlite_utils.Database) -> None:
+    # Content hashes of the entries in the last document parsed, so that worker
+    # processes digest only the entries of a changed document that are new or edited.
+    db.table("feeds").add_column("entry_hashes", str)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -258,4 +264,5 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
     (5, "full-text search, change numbers, export cursors, tickers", _m005_search_and_exports),
     (6, "feeds.body_hash", _m006_body_hash),
     (7, "index of learned lines by count", _m007_boilerplate_index),
+    (8, "feeds.entry_hashes", _m008_entry_hashes),
 )
