@@ -146,10 +146,16 @@ class QueryStore:
         clauses, params = filters.sql()
         where = "".join(f" AND {c}" for c in clauses)
         match = fts_query(query)
+        # Without filters, finding and ranking the window needs only the full-text
+        # index; joining each match to its item and feed row was most of the time.
         source = (
-            "FROM items_fts JOIN items ON items.id = items_fts.rowid "
-            "JOIN feeds ON feeds.id = items.feed_id "
-            f"WHERE items_fts MATCH ?{where}"
+            (
+                "FROM items_fts JOIN items ON items.id = items_fts.rowid "
+                "JOIN feeds ON feeds.id = items.feed_id "
+                f"WHERE items_fts MATCH ?{where}"
+            )
+            if clauses
+            else "FROM items_fts WHERE items_fts MATCH ?"
         )
         try:
             floor_row = self._conn.execute(

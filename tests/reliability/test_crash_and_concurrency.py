@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES
 from tests.reliability.checks import executable_markup, integrity_problems
 from tests.test_daemon import EXE, FeedServer, start, stop, stored_keys, wait_for, write_config
 
@@ -32,7 +33,10 @@ def feeds(httpserver: object) -> FeedServer:
 def test_sigkill_at_random_moments_never_corrupts_duplicates_or_loses(
     feeds: FeedServer, tmp_path: Path
 ) -> None:
-    names = ("alpha", "beta", "gamma", "delta")
+    # Eight feeds: enough for the daemon to digest in worker processes, which must
+    # not outlive it either.
+    names = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+    assert len(names) >= MIN_FEEDS_FOR_PROCESSES
     for name in names:
         feeds.growing(f"/{name}", per_request=3, words=200)
     config = write_config(tmp_path / "config.toml", {n: feeds.url(f"/{n}") for n in names})
@@ -43,9 +47,11 @@ def test_sigkill_at_random_moments_never_corrupts_duplicates_or_loses(
         daemon = start(config, log)
         # From "just started" (store opening, first tick) to "in the middle of linking".
         time.sleep(rng.uniform(0.0, 1.2))
+        children = _children(daemon.pid)
         daemon.kill()
         daemon.wait(timeout=10)
         assert integrity_problems(db) == [], f"after kill {run}"
+        assert wait_for(lambda pids=children: not [c for c in pids if _running(c)], 10), children
 
     with feeds.lock:
         served = {(path.strip("/"), guid) for path, guids in feeds.served.items() for guid in guids}
@@ -114,3 +120,18 @@ def test_readers_never_see_a_locked_database_while_the_daemon_writes(
     assert written > 3 * 2 * len(names)
     assert integrity_problems(db) == []
     assert executable_markup(db) == []
+
+
+def _children(pid: int) -> list[int]:
+    """Processes `pid` started (its worker processes), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
