@@ -325,6 +325,8 @@ class Store(LinkStore, QueryStore):
         stamp = format_time(now)
         changes: list[EntryChange] = []
         stored = self._stored_rows(feed.id, [entry.key for entry in entries])
+        # Unchanged entries only move last_seen: one statement for all of them.
+        seen: list[tuple[str, int]] = []
         next_id: int | None = None
         for entry in entries:
             row = stored.get(entry.key)
@@ -364,7 +366,7 @@ class Store(LinkStore, QueryStore):
                 continue
             item_id, old_hash, old_published, old_from_feed = row
             if old_hash == entry.content_hash:
-                self._conn.execute("UPDATE items SET last_seen = ? WHERE id = ?", (stamp, item_id))
+                seen.append((stamp, item_id))
                 changes.append(EntryChange(item_id, entry, ChangeStatus.SAME, now))
                 continue
             update = list(_entry_values(entry))
@@ -384,6 +386,7 @@ class Store(LinkStore, QueryStore):
             changes.append(
                 EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)
             )
+        self._conn.executemany("UPDATE items SET last_seen = ? WHERE id = ?", seen)
         return changes
 
     def record_poll(
