@@ -36,7 +36,7 @@ from aggregator.tickers import extract_tickers
 log = logging.getLogger(__name__)
 
 # Below this many feeds in one poll, starting worker processes (~0.3 s of CPU each,
-# mostly imports) costs more than they save: see docs/design.md, "Hot paths".
+# mostly imports) costs more than they save: see docs/design.md, "What runs where".
 MIN_FEEDS_FOR_PROCESSES = 8
 
 
