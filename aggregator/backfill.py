@@ -22,7 +22,7 @@ from aggregator.models import ChangeStatus, Feed, ParsedEntry, Settings
 from aggregator.parse import content_hash, entry_key
 from aggregator.store import Store
 from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
-from aggregator.workers import Digester, ItemDigest
+from aggregator.workers import Context, Digester, ItemDigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +143,10 @@ def run_import(
                 feeds[publisher] = store.archive_feed(publisher, now)
             feed = feeds[publisher]
             # A re-run skips what is stored unchanged without preparing its text again.
-            stored = store.stored_hashes(feed.id, [e.key for e in entries])
-            todo = [e for e in entries if stored.get(e.key) != e.content_hash]
-            wait = digester.texts_later(
-                [(e.title, e.body_text) for e in todo],
-                boilerplate=linker.boilerplate_now(feed.id),
-                settings=settings.dedup,
-                publishers=linker.publishers,
-            )
+            stored = store.stored_entries(feed.id, [e.key for e in entries])
+            todo = [e for e in entries if e.key not in stored or stored[e.key][1] != e.content_hash]
+            context = Context(linker.boilerplate_now(feed.id), settings.dedup, linker.publishers)
+            wait = digester.texts_later([(e.title, e.body_text) for e in todo], context)
             groups.append(_Group(feed, entries, [e.key for e in todo], wait))
         return groups
 

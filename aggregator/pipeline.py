@@ -36,7 +36,7 @@ from aggregator.models import (
 from aggregator.parse import parse_feed
 from aggregator.schedule import decide_feed_update, feed_jitter
 from aggregator.store import Store
-from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester, FeedDigest
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Context, Digester, FeedDigest
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +122,24 @@ def fetch_job(
     Call on the writer thread: the feed's boilerplate is read from the store here.
     """
     request = fetch_request(settings, feed)
-    boilerplate = linker.boilerplate_now(feed.id) if digester.parallel else frozenset()
-    known = linker.known_entries(feed.id) if digester.parallel else frozenset()
-    publishers = linker.publishers
+    # Read here, on the writer thread that owns the store.
+    context = (
+        Context(
+            boilerplate=linker.boilerplate_now(feed.id),
+            settings=settings.dedup,
+            publishers=linker.publishers,
+            known=linker.known_entries(feed.id),
+        )
+        if digester.parallel
+        else None
+    )
     fetcher_gate = gate or contextlib.nullcontext()
 
     def run(fetcher: Fetcher) -> Fetched:
         with fetcher_gate:
             fetched = fetcher.fetch(request)
         if (
-            not digester.parallel
+            context is None
             or fetched.outcome is not FetchOutcome.OK
             or fetched.body is None
             or _body_hash(fetched.body) == feed.body_hash
@@ -139,14 +147,7 @@ def fetch_job(
             return fetched, None
         # Waits here, on the fetch thread, while a worker process parses and signs.
         digest = digester.feed(
-            fetched.body,
-            url=fetched.final_url,
-            content_type=fetched.content_type,
-            now=utc_now(),
-            boilerplate=boilerplate,
-            settings=settings.dedup,
-            publishers=publishers,
-            known=known,
+            fetched.body, fetched.final_url, fetched.content_type, utc_now(), context
         )
         return fetched, digest
 

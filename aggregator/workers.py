@@ -102,40 +102,43 @@ def digest_text(
     )
 
 
-def digest_texts(
-    texts: Sequence[tuple[str, str]],
-    boilerplate: frozenset[str],
-    settings: DedupSettings,
-    publishers: tuple[str, ...],
-) -> list[ItemDigest]:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What digests of one feed's texts depend on besides the texts themselves."""
+
+    # The feed's learned boilerplate when the work was handed out.
+    boilerplate: frozenset[str]
+    settings: DedupSettings
+    # Every publisher a credit line may name.
+    publishers: tuple[str, ...]
+    # Content-hash prefixes of the feed's last document: entries already stored.
+    known: frozenset[str] = frozenset()
+
+    def digest(self, title: str, text: str) -> ItemDigest:
+        return digest_text(title, text, self.boilerplate, self.settings, self.publishers)
+
+
+def digest_texts(texts: Sequence[tuple[str, str]], context: Context) -> list[ItemDigest]:
     """Digests of (title, text) pairs of one feed."""
-    return [digest_text(t, x, boilerplate, settings, publishers) for t, x in texts]
+    return [context.digest(title, text) for title, text in texts]
 
 
 def digest_body(
-    body: bytes,
-    *,
-    url: str,
-    content_type: str | None,
-    now: datetime,
-    boilerplate: frozenset[str],
-    settings: DedupSettings,
-    publishers: tuple[str, ...],
-    known: frozenset[str] = frozenset(),
+    body: bytes, url: str, content_type: str | None, now: datetime, context: Context
 ) -> FeedDigest:
     """Parse a fetched feed document and digest each entry's text.
 
-    Entries whose content hash starts with one of `known` (the feed's last document)
-    are stored already and are not digested: the writer will find them unchanged.
+    Entries whose content hash starts with one of `context.known` are stored already
+    and are not digested: the writer will find them unchanged.
     """
     try:
         parsed = parse_feed(body, url=url, now=now, content_type=content_type)
     except ParseError as e:
         return FeedDigest(None, str(e))
     items = {
-        entry.key: digest_text(entry.title, entry.body_text, boilerplate, settings, publishers)
+        entry.key: context.digest(entry.title, entry.body_text)
         for entry in parsed.entries
-        if entry.content_hash[:HASH_PREFIX] not in known
+        if entry.content_hash[:HASH_PREFIX] not in context.known
     }
     return FeedDigest(parsed, None, items)
 
@@ -198,28 +201,10 @@ class Digester:
             return self._pool
 
     def feed(
-        self,
-        body: bytes,
-        *,
-        url: str,
-        content_type: str | None,
-        now: datetime,
-        boilerplate: frozenset[str],
-        settings: DedupSettings,
-        publishers: tuple[str, ...],
-        known: frozenset[str] = frozenset(),
+        self, body: bytes, url: str, content_type: str | None, now: datetime, context: Context
     ) -> FeedDigest:
-        job = functools.partial(
-            digest_body,
-            body,
-            url=url,
-            content_type=content_type,
-            now=now,
-            boilerplate=boilerplate,
-            settings=settings,
-            publishers=publishers,
-            known=known,
-        )
+        """Parse and digest one fetched document (called from fetch threads)."""
+        job = functools.partial(digest_body, body, url, content_type, now, context)
         pool = self._executor()
         if pool is not None:
             try:
@@ -230,30 +215,26 @@ class Digester:
         return job()
 
     def texts_later(
-        self,
-        texts: Sequence[tuple[str, str]],
-        *,
-        boilerplate: frozenset[str],
-        settings: DedupSettings,
-        publishers: tuple[str, ...],
+        self, texts: Sequence[tuple[str, str]], context: Context
     ) -> Callable[[], list[ItemDigest]]:
-        """Start digesting now; the returned call waits for the digests.
+        """Start digesting (title, text) pairs now; the returned call waits for them.
 
         Lets the writer link one batch while the workers digest the next.
         """
+        here = functools.partial(digest_texts, texts, context)
         pool = self._executor()
         if pool is None or not texts:
-            return functools.partial(digest_texts, texts, boilerplate, settings, publishers)
+            return here
         size = -(-len(texts) // self.processes)
         try:
             futures = [
-                pool.submit(digest_texts, texts[i : i + size], boilerplate, settings, publishers)
+                pool.submit(digest_texts, texts[i : i + size], context)
                 for i in range(0, len(texts), size)
             ]
         except (BrokenProcessPool, RuntimeError) as e:
             log.warning("worker process failed (%s); digesting here instead", e)
             self._reset()
-            return functools.partial(digest_texts, texts, boilerplate, settings, publishers)
+            return here
 
         def wait() -> list[ItemDigest]:
             try:
@@ -261,23 +242,13 @@ class Digester:
             except (BrokenProcessPool, RuntimeError) as e:
                 log.warning("worker process failed (%s); digesting here instead", e)
                 self._reset()
-                return digest_texts(texts, boilerplate, settings, publishers)
+                return here()
 
         return wait
 
-    def texts(
-        self,
-        texts: Sequence[tuple[str, str]],
-        *,
-        boilerplate: frozenset[str],
-        settings: DedupSettings,
-        publishers: tuple[str, ...],
-    ) -> list[ItemDigest]:
+    def texts(self, texts: Sequence[tuple[str, str]], context: Context) -> list[ItemDigest]:
         """Digests of (title, text) pairs, split across the workers."""
-        wait = self.texts_later(
-            texts, boilerplate=boilerplate, settings=settings, publishers=publishers
-        )
-        return wait()
+        return self.texts_later(texts, context)()
 
     def _reset(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from aggregator.models import DedupSettings, Settings
 from aggregator.pipeline import poll
 from aggregator.store import Store
-from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester, digest_text
+from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Context, Digester, digest_text
 from tests.feeds import NOW, make_settings, rfc822, rss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,14 +158,12 @@ def test_a_killed_worker_costs_nothing_but_time() -> None:
     texts = [("Marlow buys Ostend", "\n".join(story(n))) for n in range(6)]
     expected = [digest_text(t, x, frozenset(), settings, ()) for t, x in texts]
     with Digester(2) as digester:
-        assert digester.texts(texts, boilerplate=frozenset(), settings=settings, publishers=()) == (
-            expected
-        )
+        assert digester.texts(texts, Context(frozenset(), settings, ())) == (expected)
         pool = digester._pool
         assert pool is not None
         for pid in list(pool._processes):  # the pool's own worker pids: no public accessor
             os.kill(pid, signal.SIGKILL)
-        again = digester.texts(texts, boilerplate=frozenset(), settings=settings, publishers=())
+        again = digester.texts(texts, Context(frozenset(), settings, ()))
         assert again == expected
 
 
@@ -180,11 +178,10 @@ def test_processes_setting(processes: int) -> None:
 CHILD = """
 import sys, time
 from aggregator.models import DedupSettings
-from aggregator.workers import Digester
+from aggregator.workers import Context, Digester
 if __name__ == "__main__":
     digester = Digester(2)
-    digester.texts([("t", "some words here")] * 4, boilerplate=frozenset(),
-                   settings=DedupSettings(), publishers=())
+    digester.texts([("t", "some words here")] * 4, Context(frozenset(), DedupSettings(), ()))
     print(" ".join(str(pid) for pid in digester._pool._processes), flush=True)
     time.sleep(60)
 """

@@ -299,9 +299,10 @@ class Store(LinkStore, QueryStore):
             self.record_poll(feed, update, report, len(entries), new, updated, now)
         return new, updated
 
-    def _stored_rows(
+    def stored_entries(
         self, feed_id: int, keys: Sequence[str]
     ) -> dict[str, tuple[int, str, str, int]]:
+        """(id, content_hash, published, published_from_feed) of each of `keys` stored."""
         rows: dict[str, tuple[int, str, str, int]] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
@@ -324,7 +325,7 @@ class Store(LinkStore, QueryStore):
         """
         stamp = format_time(now)
         changes: list[EntryChange] = []
-        stored = self._stored_rows(feed.id, [entry.key for entry in entries])
+        stored = self.stored_entries(feed.id, [entry.key for entry in entries])
         # Unchanged entries only move last_seen: one statement for all of them.
         seen: list[tuple[str, int]] = []
         next_id: int | None = None

@@ -51,21 +51,6 @@ class LinkStore:
         ).fetchone()
         return frozenset((row[0] or "").split()) if row else frozenset()
 
-    def stored_hashes(self, feed_id: int, keys: Sequence[str]) -> dict[str, str]:
-        """Content hash of each of `keys` already stored in the feed."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            found.update(
-                self._conn.execute(
-                    f"SELECT entry_key, content_hash FROM items "
-                    f"WHERE feed_id = ? AND entry_key IN ({marks})",
-                    (feed_id, *chunk),
-                ).fetchall()
-            )
-        return found
-
     # -- parameters -------------------------------------------------------------
 
     def dedup_params(self) -> dict[str, object] | None:
