@@ -293,13 +293,23 @@ def test_a_link_to_a_followed_publishers_site_decides_the_parent(
 def test_import_backfills_links_and_resumes(tmp_path: Path) -> None:
     labels = json.loads((REPO / "tests" / "data" / "labelled.json").read_text(encoding="utf-8"))
     archive = tmp_path / "archive.jsonl"
+    # Undated items are imported as published now: move the dated ones up to
+    # yesterday, so that "now" stays inside their stories' window whatever the date.
+    dates = {
+        label["id"]: datetime.fromisoformat(label["published"].replace("Z", "+00:00"))
+        for label in labels
+        if label.get("published")
+    }
+    shift = datetime.now(UTC) - timedelta(days=1) - max(dates.values())
     lines = [
         json.dumps(
             {
                 "id": label["id"],
                 "title": label["title"],
                 "url": label["url"],
-                "published": label.get("published"),
+                "published": (dates[label["id"]] + shift).isoformat()
+                if label["id"] in dates
+                else None,
                 "publisher": label["site"],
                 "text": label["text"],
             }
