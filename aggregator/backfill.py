@@ -146,7 +146,7 @@ def run_import(
             stored = store.stored_entries(feed.id, [e.key for e in entries])
             todo = [e for e in entries if e.key not in stored or stored[e.key][1] != e.content_hash]
             context = Context(linker.boilerplate_now(feed.id), settings.dedup, linker.publishers)
-            wait = digester.texts_later([(e.title, e.body_text) for e in todo], context)
+            wait = digester.texts_later([(e.title, e.body_text, e.html) for e in todo], context)
             groups.append(_Group(feed, entries, [e.key for e in todo], wait))
         return groups
 
@@ -164,13 +164,14 @@ def run_import(
             linker.commit()
             new += sum(1 for c in changes if c.status is ChangeStatus.NEW)
             same += sum(1 for c in changes if c.status is not ChangeStatus.NEW)
+            store.index_if_many()
             progress(len(group.entries))
 
     pending: list[tuple[str, ParsedEntry]] = []
     in_flight: list[_Group] = []
     full_batches = 0
     # A file smaller than one batch is not worth starting worker processes for.
-    with Digester(settings.daemon.processes) as workers, Digester(1) as here:
+    with Digester(settings.daemon.processes, fork=True) as workers, Digester(1) as here:
         for number, record in _records(path):
             read += 1
             if isinstance(record, str):
@@ -192,4 +193,5 @@ def run_import(
         finish(in_flight)
         if pending:
             finish(start(pending, workers if full_batches else here))
+    store.index_pending()
     return ImportResult(read, new, same, skipped, problem, links)

@@ -13,6 +13,7 @@ in-flight feeds commit, exit within `shutdown_timeout`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -189,6 +190,8 @@ class Daemon:
             pool.shutdown(wait=False, cancel_futures=True)
             digester.close()
             fetcher.close()
+            with contextlib.suppress(AggregatorError):
+                store.index_pending()
             store.daemon_stopped(self._clock())
             log.info("daemon stopped")
         return 0
@@ -241,6 +244,15 @@ class Daemon:
             log.exception("unexpected error storing %s", message.feed.name)
         finally:
             self._in_flight.pop(message.feed.id, None)
+        # New items become searchable in batches: once many wait, or when no other
+        # result is queued behind this one.
+        try:
+            if self._queue.empty():
+                store.index_pending()
+            else:
+                store.index_if_many()
+        except AggregatorError as e:
+            log.error("could not update the search index: %s", e)
 
     def _reload(self, store: Store, linker: Linker) -> Linker:
         try:

@@ -42,7 +42,6 @@ from aggregator.syndication import (
 )
 from aggregator.text import (
     line_fingerprint,
-    link_hosts,
     paragraphs,
     prepare_body,
     site_host,
@@ -185,7 +184,7 @@ class Linker:
                 canonical_url=c.entry.canonical_url,
                 published=c.stored_published,
                 first_seen=c.first_seen,
-                html=f"{c.entry.summary_html}\n{c.entry.content_html}",
+                html=c.entry.html,
             )
             for c in wanted
         ]
@@ -230,12 +229,19 @@ class Linker:
             digest = digests.get(item.item_id)
             if digest is None or not digest.valid_for(boilerplate(feed.id)):
                 digest = digest_text(
-                    item.title, item.text, boilerplate(feed.id), self._settings, self.publishers
+                    item.title,
+                    item.text,
+                    boilerplate(feed.id),
+                    self._settings,
+                    self.publishers,
+                    item.html,
                 )
             signature = digest.signature
             lazy = _Lazy(item.text, boilerplate(feed.id), self._prepare)
             self._store.set_tickers(item.item_id, digest.tickers)
-            credits = digest.credits | _linked_publishers(item.html, sites, own=feed.publisher)
+            credits = digest.credits | _linked_publishers(
+                digest.link_hosts, sites, own=feed.publisher
+            )
             self._store.save_signature(
                 item.item_id,
                 item.published,
@@ -468,10 +474,10 @@ def _child(
     )
 
 
-def _linked_publishers(html: str, sites: dict[str, str], own: str) -> frozenset[str]:
+def _linked_publishers(hosts: frozenset[str], sites: dict[str, str], own: str) -> frozenset[str]:
     """Publishers whose site the item links to: "read the original at ..." credits."""
     found = set()
-    for host in link_hosts(html):
+    for host in hosts:
         parts = host.split(".")
         for start in range(len(parts) - 1):
             publisher = sites.get(".".join(parts[start:]))

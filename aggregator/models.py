@@ -189,6 +189,11 @@ class ParsedEntry:
             return self.content_text
         return self.summary_text
 
+    @property
+    def html(self) -> str:
+        """Both HTML fields, for the links an item makes."""
+        return f"{self.summary_html}\n{self.content_html}"
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
@@ -369,6 +374,17 @@ class PreparedText:
     line_figures: tuple[frozenset[str], ...]
     line_names: tuple[frozenset[str], ...]
     line_subjects: tuple[frozenset[str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SigningView:
+    """What an item's signatures are made from: PreparedText's first fields."""
+
+    lines: tuple[str, ...]
+    # Keys of all the body's paragraphs, boilerplate ones included.
+    paragraph_keys: frozenset[str]
+    shingles: frozenset[str]
+    lead_shingles: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,11 +85,13 @@ def poll(
     processes = settings.daemon.processes if len(feeds) >= MIN_FEEDS_FOR_PROCESSES else 1
     with (
         Fetcher() as fetcher,
-        Digester(processes) as digester,
+        Digester(processes, fork=True) as digester,
         ThreadPoolExecutor(
             max_workers=min(settings.workers, len(feeds)), thread_name_prefix="fetch"
         ) as pool,
     ):
+        # Before the first fetch thread: workers forked now start with all imports done.
+        digester.start()
         started: dict[Future[Fetched], tuple[Feed, datetime]] = {}
         # At most `per_host` fetches from one host at a time, as the daemon does; feeds
         # are submitted round-robin across hosts so a waiting worker rarely blocks others.
@@ -105,6 +107,8 @@ def poll(
             yield store_result(
                 store, settings, linker, feed, fetched, started_at, clock(), digest=digest
             )
+            store.index_if_many()
+    store.index_pending()
 
 
 Fetched = tuple[FetchResult, FeedDigest | None]

@@ -156,6 +156,7 @@ HIDDEN: dict[str, str] = {
     "counters": "Change counter behind items.change_seq.",
     "cursors": "Export cursors: the last change each named export wrote.",
     "items_fts": "Full-text index of titles and bodies (use the search query).",
+    "fts_pending": "Items written since the full-text index was last brought up to date.",
 }
 
 _STORY_ROWS = """

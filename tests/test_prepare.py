@@ -16,6 +16,7 @@ from aggregator.text import (
     line_key,
     prepare_body,
     shingles,
+    signing_view,
     tokens,
 )
 
@@ -323,6 +324,22 @@ def test_blank_lines_and_indentation_do_not_matter() -> None:
     assert prepare(spaced).lines == prepare(ARTICLE).lines
 
 
+@pytest.mark.parametrize(
+    "text",
+    [ARTICLE, WITH_CHROME, "Markets closed.\nVeloria holiday today.", "", "\n\n  \n"],
+)
+@pytest.mark.parametrize("boilerplate", [frozenset(), BOILERPLATE])
+def test_signing_view_is_what_prepare_body_signs(text: str, boilerplate: frozenset[str]) -> None:
+    view = signing_view(text, boilerplate, shingle_size=SIZE, lead_words=LEAD)
+    prepared = prepare(text, boilerplate)
+    assert view.lines == prepared.lines
+    assert view.shingles == prepared.shingles
+    assert view.lead_shingles == prepared.lead_shingles
+    every = {line_fingerprint(line) for line in text.split("\n") if line.strip()}
+    assert view.paragraph_keys == every
+    assert set(prepared.line_keys) == view.paragraph_keys - boilerplate
+
+
 # --- credited_publishers() --------------------------------------------------------------------
 
 PUBLISHERS = [
@@ -385,6 +402,15 @@ def test_credited_publishers(text: str, expected: set[str]) -> None:
 def test_credited_publishers_returns_names_as_given() -> None:
     assert credited_publishers("Source: Harbor Ledger", ["harbor LEDGER"]) == {"harbor LEDGER"}
     assert credited_publishers("SOURCE: S&P GLOBAL", ["S&P Global"]) == {"S&P Global"}
+
+
+def test_credited_publishers_among_thousands_of_names() -> None:
+    # Names are looked up by their first word: names sharing it, names whose first
+    # word is elsewhere in the text and a name without any word must all still work.
+    names = [f"Harbor Site {n}" for n in range(3000)] + ["Harbor Ledger", "$^", "Ledger"]
+    text = "Ledger rates rose.\nSource: Harbor Ledger\nSource: $^\nSource: Harbor Site 2999"
+    assert credited_publishers(text, names) == {"Harbor Ledger", "$^", "Harbor Site 2999"}
+    assert credited_publishers(text, tuple(names)) == credited_publishers(text, names)
 
 
 def test_credited_publishers_prefers_the_longest_name() -> None:

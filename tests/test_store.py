@@ -17,7 +17,7 @@ from aggregator.models import (
     ParsedEntry,
     PollReport,
 )
-from aggregator.store import Store
+from aggregator.store import ItemFilter, Store
 from aggregator.store.schema import MIGRATIONS
 from tests.feeds import NOW
 
@@ -196,3 +196,60 @@ def test_items_filters_and_order(store: Store) -> None:
     recent = store.items(since=NOW - timedelta(hours=2))
     assert [i.entry_key for i in recent] == ["g0", "g1", "o1", "g2"]
     assert len(store.items(limit=2)) == 2
+
+
+def _found(store: Store, query: str) -> list[str]:
+    return [hit.item.title for hit in store.search(query, ItemFilter(), None)]
+
+
+def _fts_check(path: Path) -> None:
+    # FTS5's own check, which also compares the index with the items it was made from.
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_search_index_is_filled_in_batches_and_follows_edits(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    store.apply_poll(gold, update_for(gold.url), [entry("a"), entry("b")], report("gold"), NOW)
+    assert store.unindexed == 2
+    assert _found(store, "rallies") == []  # written, not indexed yet
+    # Edited before it was indexed: only the new text is indexed.
+    edited = entry("a", "Copper slides.")
+    store.apply_poll(gold, update_for(gold.url), [edited], report("gold"), NOW)
+    assert store.index_pending() == 2
+    assert store.unindexed == 0
+    assert _found(store, "copper") == ["Story a"]
+    assert _found(store, "rallies") == ["Story b"]
+    # Edited after it was indexed: the old words leave the index with it.
+    store.apply_poll(gold, update_for(gold.url), [entry("b", "Zinc firms.")], report("gold"), NOW)
+    assert _found(store, "rallies") == []
+    assert store.index_pending() == 1
+    assert _found(store, "zinc") == ["Story b"]
+    assert store.index_pending() == 0
+    _fts_check(store.path)
+
+
+def test_deleting_items_keeps_the_search_index_whole(store: Store) -> None:
+    store.sync_feeds(CONFIGS, NOW)
+    gold = store.feeds(["gold"])[0]
+    store.apply_poll(gold, update_for(gold.url), [entry("a"), entry("b")], report("gold"), NOW)
+    store.index_pending()
+    store.apply_poll(gold, update_for(gold.url), [entry("c")], report("gold"), NOW)
+    with sqlite3.connect(store.path) as conn:  # one indexed item and one waiting
+        conn.execute("DELETE FROM items WHERE entry_key IN ('a', 'c')")
+    assert store.index_pending() == 0
+    assert _found(store, "rallies") == ["Story b"]
+    _fts_check(store.path)
+
+
+def test_items_left_unindexed_by_a_killed_writer_are_indexed_by_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "agg.db"
+    with Store.open(path) as first:
+        first.sync_feeds(CONFIGS, NOW)
+        gold = first.feeds(["gold"])[0]
+        first.apply_poll(gold, update_for(gold.url), [entry("a")], report("gold"), NOW)
+    with Store.open(path) as second:
+        assert second.unindexed == 0  # it knows nothing of the first one's writes
+        assert second.index_pending() == 1
+        assert _found(second, "rallies") == ["Story a"]

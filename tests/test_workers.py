@@ -155,8 +155,12 @@ def test_a_digest_made_against_other_boilerplate_is_not_used() -> None:
 
 def test_a_killed_worker_costs_nothing_but_time() -> None:
     settings = DedupSettings()
-    texts = [("Marlow buys Ostend", "\n".join(story(n))) for n in range(6)]
-    expected = [digest_text(t, x, frozenset(), settings, ()) for t, x in texts]
+    texts = [
+        ("Marlow buys Ostend", "\n".join(story(n)), f'<a href="https://s{n}.example/">')
+        for n in range(6)
+    ]
+    expected = [digest_text(t, x, frozenset(), settings, (), h) for t, x, h in texts]
+    assert expected[1].link_hosts == {"s1.example"}
     with Digester(2) as digester:
         assert digester.texts(texts, Context(frozenset(), settings, ())) == (expected)
         pool = digester._pool
@@ -181,7 +185,7 @@ from aggregator.models import DedupSettings
 from aggregator.workers import Context, Digester
 if __name__ == "__main__":
     digester = Digester(2)
-    digester.texts([("t", "some words here")] * 4, Context(frozenset(), DedupSettings(), ()))
+    digester.texts([("t", "some words here", "")] * 4, Context(frozenset(), DedupSettings(), ()))
     print(" ".join(str(pid) for pid in digester._pool._processes), flush=True)
     time.sleep(60)
 """

@@ -40,6 +40,9 @@ from aggregator.store.schema import MIGRATIONS
 from aggregator.store.times import format_time, format_time_ceil, parse_time
 
 DEFAULT_BUSY_TIMEOUT = 10.0
+# Items written before a writer indexes them for search mid-run (index_pending): the
+# per-row cost of FTS5 falls with the batch; see docs/design.md.
+SEARCH_BATCH = 2000
 
 
 def _storage_error(
@@ -61,6 +64,8 @@ class Store(LinkStore, QueryStore):
         self.busy_timeout = busy_timeout
         self._conn = conn
         self._db = sqlite_utils.Database(conn)
+        # Items written through this store and not yet in the full-text index.
+        self.unindexed = 0
 
     @classmethod
     def open(
@@ -283,6 +288,28 @@ class Store(LinkStore, QueryStore):
         with self._transaction("write to"):
             yield
 
+    def index_pending(self) -> int:
+        """Add the items written since the last call to the full-text index, in one batch.
+
+        Writers call it after each poll and every SEARCH_BATCH items, so `search` finds
+        an item from the end of the poll that stored it. Items left over by a writer
+        that was killed are indexed by the next one.
+        """
+        with self._transaction("index"):
+            count = self._conn.execute(
+                "INSERT INTO items_fts (rowid, title, summary_text, content_text) "
+                "SELECT items.id, items.title, items.summary_text, items.content_text "
+                "FROM fts_pending JOIN items ON items.id = fts_pending.id"
+            ).rowcount
+            self._conn.execute("DELETE FROM fts_pending")
+        self.unindexed = 0
+        return count
+
+    def index_if_many(self) -> None:
+        """index_pending() once SEARCH_BATCH items wait: a long poll or import stays searchable."""
+        if self.unindexed >= SEARCH_BATCH:
+            self.index_pending()
+
     def apply_poll(
         self,
         feed: Feed,
@@ -388,6 +415,7 @@ class Store(LinkStore, QueryStore):
                 EntryChange(item_id, entry, ChangeStatus.CHANGED, now, published=published)
             )
         self._conn.executemany("UPDATE items SET last_seen = ? WHERE id = ?", seen)
+        self.unindexed += len(changes) - len(seen)
         return changes
 
     def record_poll(

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
 from aggregator.syndication import Match, choose_parent, compare, is_copy
-from aggregator.text import canonical_url, html_to_text, normalize_space, prepare_body, single_line
+from aggregator.text import (
+    _plain_markup_text,
+    _TextExtractor,
+    canonical_url,
+    html_to_text,
+    normalize_space,
+    prepare_body,
+    single_line,
+)
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
 EXAMPLES = settings(
@@ -45,6 +53,31 @@ html_pieces = st.sampled_from(
 html_texts = st.one_of(
     st.text(), st.lists(st.one_of(html_pieces, st.text(max_size=8))).map("".join)
 )
+
+
+# Markup as feeds write it, with the odd forms the fast path must hand to the parser.
+tag_pieces = st.sampled_from(
+    [
+        "<p>", "</p>", "<P CLASS=lead>", "</P >", "<br>", "<br/>", "<br />", "<b>", "</b>",
+        "<a href=\"https://x.example/?a=1&amp;b=2\">", "<a title='x > y'>", "</a>",
+        "<div\nclass=\"m\">", "</div>", "<li>", "<img src=x alt=\"\">", "<h2 id=h>", "</h2>",
+        "<span data-x=\"1\" hidden>", "</span>", "<o:p>", "<my-tag>", "</p class=x>", "<pre>",
+        "<script>", "<style>", "<!-- c -->", "<![CDATA[x]]>", "< p>", "a < b", "&amp;", "&lt;",
+        "&#10;", "&#xA0;", "&nbsp;", "&not", "\n", "\r\n", "\t", " ",
+    ]
+)  # fmt: skip
+markup = st.lists(st.one_of(tag_pieces, st.text(max_size=12))).map("".join)
+
+
+@EXAMPLES
+@given(markup)
+def test_plain_markup_fast_path_reads_like_the_parser(text: str) -> None:
+    fast = _plain_markup_text(text)
+    if fast is not None:
+        parser = _TextExtractor()
+        parser.feed(text)
+        parser.close()
+        assert fast == "".join(parser.parts)
 
 
 @EXAMPLES
