@@ -181,9 +181,16 @@ class CandidateIndex:
     def add(self, item_id: int, signature: Signature, published: datetime) -> None:
         self.add_keys(item_id, band_keys(signature, self._layouts), published)
 
-    def add_keys(self, item_id: int, band_keys: bytes, published: datetime) -> None:
-        """File an item under its band_keys(), worked out beforehand."""
-        self.remove(item_id)
+    def add_keys(
+        self, item_id: int, band_keys: bytes, published: datetime, *, new: bool = False
+    ) -> None:
+        """File an item under its band_keys(), worked out beforehand.
+
+        An item filed already is filed anew. With `new`, the caller knows it is not
+        there: looking costs a scan of the merged arrays.
+        """
+        if not new:
+            self.remove(item_id)
         keys = np.frombuffer(band_keys, dtype=np.uint64)
         self._recent[item_id] = (keys, published.timestamp())
         filed = self._recent_keys
@@ -258,10 +265,16 @@ class CandidateIndex:
                 else:
                     found.update(holders[-cap:])
         if self._live:
+            # Most bands of a new story are found nowhere: look for the end of a run
+            # only where one starts. Sorted needles keep the binary searches local.
+            keys = np.sort(keys)
             left = np.searchsorted(self._keys, keys, side="left")
-            right = np.searchsorted(self._keys, keys, side="right")
-            hits = right > left
+            inside = left < self._keys.size
+            hits = np.zeros(keys.size, dtype=bool)
+            hits[inside] = self._keys[left[inside]] == keys[inside]
             if hits.any():
+                right = np.zeros_like(left)
+                right[hits] = np.searchsorted(self._keys, keys[hits], side="right")
                 slots = np.concatenate(
                     [
                         self._slots[max(lo, hi - cap) : hi]

@@ -385,6 +385,8 @@ class SigningView:
     paragraph_keys: frozenset[str]
     shingles: frozenset[str]
     lead_shingles: tuple[str, ...]
+    # Distinct figures in the kept paragraphs (PreparedText.figures, counted).
+    figure_count: int
 
 
 @dataclass(frozen=True, slots=True)

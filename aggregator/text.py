@@ -495,12 +495,13 @@ def signing_view(
     that only a verdict reads are not worked out for them.
     """
     lines, _, line_words, every = _kept_paragraphs(text, boilerplate)
-    _, body, lead = _signed_shingles(line_words, shingle_size, lead_words)
+    words, body, lead = _signed_shingles(line_words, shingle_size, lead_words)
     return SigningView(
         lines=tuple(lines),
         paragraph_keys=every,
         shingles=frozenset(body),
         lead_shingles=tuple(lead),
+        figure_count=len([word for word in set(words) if word[0].isdigit()]),
     )
 
 

@@ -53,6 +53,7 @@ class ItemDigest:
     # few that do, so it need not cross the process boundary.
     lines: tuple[str, ...]
     shingle_count: int
+    figure_count: int
     signature: Signature
     # Where the index files it (dedup.band_keys), so the writer need not hash it.
     band_keys: bytes
@@ -95,6 +96,7 @@ def digest_text(
         removed=view.paragraph_keys & boilerplate,
         lines=view.lines,
         shingle_count=len(view.shingles),
+        figure_count=view.figure_count,
         signature=signature,
         band_keys=band_keys(signature, band_layout(settings)),
         # From the body without the feed's boilerplate: a site-wide "market snapshot"

@@ -20,6 +20,7 @@ from aggregator.syndication import (
     compare,
     credits_between,
     earlier,
+    identical,
     is_copy,
     is_correction,
     relation,
@@ -290,6 +291,16 @@ def test_compare_identical_texts() -> None:
     assert comparison.figures_missing == 0
     assert comparison.aligned is True
     assert comparison.shared == len(prep(ORIGINAL).shingles)
+
+
+@pytest.mark.parametrize(
+    "text", [ORIGINAL, SUMMARY, CHROME, WIRE, STORY_ONE, SHORT_HOLIDAY, FLOWS, ""]
+)
+def test_identical_is_compare_of_a_text_with_itself(text: str) -> None:
+    prepared = prep(text)
+    assert identical(len(prepared.shingles), len(prepared.figures)) == compare(
+        prepared, prepared, SIZE
+    )
 
 
 def test_compare_summary_is_contained_and_aligned() -> None:
