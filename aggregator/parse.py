@@ -205,22 +205,51 @@ def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
     )
 
 
-# An attribute feedparser's resolver rewrites, with a value that is not plainly an
-# absolute http(s) URL: a relative link, or a scheme it drops (javascript:).
-_UNRESOLVED_URI = re.compile(
-    r"\b(?:href|src|cite|codebase|background|longdesc|usemap|action|profile|classid|data"
-    r"|poster)\s*=\s*(?![\"']?https?://)",
-    re.IGNORECASE,
-)
+# Attributes feedparser's resolver rewrites. One with a value that is not plainly an
+# absolute http(s) URL (a relative link, or a scheme it drops, javascript:) sends the
+# markup through the resolver.
+_URI_ATTRIBUTES = (
+    "href", "src", "cite", "codebase", "background", "longdesc", "usemap", "action",
+    "profile", "classid", "data", "poster",
+)  # fmt: skip
+# Plainly absolute, or empty (the sanitiser empties javascript: links).
+_SETTLED = (*(q + scheme for q in ("", '"', "'") for scheme in ("http://", "https://")), '""', "''")
+_ASSIGNMENT = re.compile(r"=\s*")
+
+
+def _has_unresolved_uri(value: str) -> bool:
+    # A loop over the "=" signs: a regex trying every attribute name at every
+    # position cost as much as the resolver it spares.
+    for assignment in _ASSIGNMENT.finditer(value):
+        if value.startswith(_SETTLED, assignment.end()):
+            continue
+        before = value[max(0, assignment.start() - 12) : assignment.start()].rstrip().lower()
+        name = next((n for n in _URI_ATTRIBUTES if before.endswith(n)), None)
+        # A whole attribute name: "baseProfile" on SVG is not "profile".
+        if name is not None and not before[: -len(name)][-1:].isalnum():
+            return True
+    return False
 
 
 def _resolved(value: str, detail: Mapping[str, Any] | None, kind: str) -> str:
     """Sanitised HTML with its links made absolute against the element's base."""
-    if not _UNRESOLVED_URI.search(value):
+    if not _has_unresolved_uri(value):
         return value
-    base = str((detail or {}).get("base") or "")
-    resolved = feedparser.urls.resolve_relative_uris(value, base, "utf-8", kind)
+    resolver = _LinkResolver(str((detail or {}).get("base") or ""), "utf-8", kind)
+    resolver.feed(value)
+    resolved = resolver.output()
     return resolved.decode("utf-8", "ignore") if isinstance(resolved, bytes) else str(resolved)
+
+
+class _LinkResolver(feedparser.urls.RelativeURIResolver):  # type: ignore[misc]
+    """feedparser's resolver, run after its sanitiser: an empty link stays empty.
+
+    The sanitiser empties javascript: links; resolved as feedparser would, they
+    would point at the page the feed lives on.
+    """
+
+    def resolve_uri(self, uri: str) -> str:
+        return str(super().resolve_uri(uri)) if uri.strip() else uri
 
 
 def _bozo_message(parsed: Mapping[str, Any]) -> str:

@@ -607,6 +607,37 @@ def test_relative_links_resolve_against_atom_xml_base() -> None:
     assert entry.url == "https://atom.example/blog/posts/1"
 
 
+def test_links_in_markup_resolve_against_the_element_base_and_stay_safe() -> None:
+    html = (
+        '<p><a href="notes/1">a</a> <a href="HTTP://Other.example/x">b</a> '
+        '<a href="https://abs.example/y?a=1&amp;b=2">c</a> <a href="javascript:alert(1)">d</a> '
+        '<img src=\'/img.png\' alt="i"> <span data-src="z">e</span></p>'
+    )
+    content = html.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    body = f"""<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://atom.example/blog/">
+<title>T</title><entry><title>x</title><id>urn:1</id><updated>2026-11-20T00:00:00Z</updated>
+<content type="html" xml:base="https://atom.example/desk/">{content}</content>
+</entry></feed>""".encode()
+    entry = only(parse(body, url="https://cdn.example/feed.atom"))
+    assert entry.content_html == (
+        '<p><a href="https://atom.example/desk/notes/1">a</a> '
+        '<a href="HTTP://Other.example/x">b</a> <a href="https://abs.example/y?a=1&amp;b=2">c</a> '
+        '<a href="">d</a> <img alt="i" src="https://atom.example/img.png" /> <span>e</span></p>'
+    )
+
+
+def test_markup_with_only_absolute_links_is_left_as_the_sanitiser_wrote_it() -> None:
+    svg = (
+        '<svg baseProfile="full" width="30px" xmlns="http://www.w3.org/2000/svg">'
+        '<circle r="5" /></svg><p><a href="https://abs.example/">x</a></p>'
+    )
+    extra = f"<content:encoded><![CDATA[{svg}]]></content:encoded>"
+    entry = only(parse(rss(rss_item(extra=extra)), url="https://news.example/feed.xml"))
+    assert 'baseProfile="full"' in entry.content_html
+    assert '<a href="https://abs.example/">x</a>' in entry.content_html
+
+
 @pytest.mark.parametrize(
     ("ttl", "seconds"),
     [
