@@ -91,6 +91,11 @@ def _aligned(
         return False
     words = longer.words
     limit = max(ALIGN_WORDS, int(len(words) * ALIGN_SHARE))
+    if len(words) >= size and all(s.count(" ") == size - 1 for s in opening):
+        # A whole shingle starting among the first `limit` words is a run of its words,
+        # space-delimited, in the text of the first limit + size - 1 words.
+        head = f" {' '.join(words[: limit + size - 1])} "
+        return any(f" {s} " in head for s in opening)
     window = {" ".join(words[i : i + size]) for i in range(min(limit, max(1, len(words))))}
     return any(s in window for s in opening)
 

@@ -520,7 +520,9 @@ def prepare_body(
     wording, and compare only those paragraphs' figures and names.
     """
     lines, keys, line_words, _ = _kept_paragraphs(text, boilerplate)
-    words, body, lead = _signed_shingles(line_words, shingle_size, lead_words)
+    words = [word for chunk in line_words for word in chunk]
+    prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
+    lead = (prose or words)[:lead_words]
     facts = [_paragraph_facts(line, shingle_size) for line in lines]
     line_figures = tuple(fact.figures for fact in facts)
     line_names = tuple(fact.names for fact in facts)
@@ -528,8 +530,8 @@ def prepare_body(
         lines=tuple(lines),
         line_keys=tuple(keys),
         words=tuple(words),
-        shingles=frozenset(body),
-        lead_shingles=tuple(lead),
+        shingles=_body_shingles(words, line_words, facts, shingle_size),
+        lead_shingles=tuple(shingles(lead, shingle_size)),
         figures=frozenset().union(*line_figures),
         names=frozenset().union(*line_names),
         skeleton_shingles=frozenset().union(*(fact.skeleton_shingles for fact in facts)),
@@ -541,11 +543,35 @@ def prepare_body(
     )
 
 
+def _body_shingles(
+    words: Sequence[str],
+    line_words: Sequence[Sequence[str]],
+    facts: Sequence[_ParagraphFacts],
+    size: int,
+) -> frozenset[str]:
+    """frozenset(shingles(words, size)), from each paragraph's own shingles (cached with
+    its facts) and the few that span a paragraph break."""
+    if len(words) <= size:
+        return frozenset(shingles(words, size))
+    spanning: list[str] = []
+    end = 0
+    for chunk in line_words[:-1]:
+        end += len(chunk)
+        # Shingles starting in the last size-1 words before the break.
+        spanning.extend(
+            " ".join(words[start : start + size])
+            for start in range(max(0, end - size + 1), min(end, len(words) - size + 1))
+        )
+    return frozenset(spanning).union(*(fact.shingles for fact in facts))
+
+
 @dataclass(frozen=True, slots=True)
 class _ParagraphFacts:
     """What the verdict reads of one paragraph, whatever text it stands in."""
 
     figures: frozenset[str]
+    # The shingles of its words that lie wholly inside it.
+    shingles: frozenset[str]
     # The paragraph's words with figures masked as "#", and that form's shingles.
     skeleton: str
     skeleton_shingles: frozenset[str]
@@ -561,10 +587,16 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
     chunk = _line_tokens(line)
     figures = frozenset(w for w in chunk if w[0].isdigit())
     skeleton = [("#" if w in figures else w) for w in chunk] if figures else chunk
+    inside = frozenset(shingles(chunk, shingle_size) if len(chunk) >= shingle_size else ())
     return _ParagraphFacts(
         figures=figures,
+        shingles=inside,
         skeleton=" ".join(skeleton),
-        skeleton_shingles=frozenset(shingles(skeleton, shingle_size)),
+        skeleton_shingles=(
+            inside
+            if not figures and len(chunk) >= shingle_size
+            else frozenset(shingles(skeleton, shingle_size))
+        ),
         names=proper_names([line]),
         subject=subject_of(line) if len(chunk) >= _MIN_LEAD_LINE_WORDS else frozenset(),
     )

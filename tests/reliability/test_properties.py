@@ -18,7 +18,9 @@ from aggregator.text import (
     html_to_text,
     normalize_space,
     prepare_body,
+    shingles,
     single_line,
+    tokens,
 )
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
@@ -78,6 +80,23 @@ def test_plain_markup_fast_path_reads_like_the_parser(text: str) -> None:
         parser.feed(text)
         parser.close()
         assert fast == "".join(parser.parts)
+
+
+paragraph = st.lists(
+    st.sampled_from(["rates", "rose", "3.5", "pct", "Veloria", "bank", "two", "!", "\u2014"]),
+    max_size=12,
+).map(" ".join)
+
+
+@EXAMPLES
+@given(st.lists(paragraph, max_size=8), st.integers(1, 6))
+def test_body_shingles_from_paragraphs_are_the_shingles_of_all_words(
+    lines: list[str], size: int
+) -> None:
+    text = "\n".join(lines)
+    prepared = prepare_body(text, frozenset(), shingle_size=size, lead_words=60)
+    words = [word for line in lines if line.strip() for word in tokens(line)]
+    assert prepared.shingles == frozenset(shingles(words, size))
 
 
 @EXAMPLES
