@@ -1,14 +1,15 @@
-"""The CPU-bound stages, run on every core: parse, prepare, sign.
+"""The CPU-bound stages, run on every core: parse and sign.
 
 SQLite has one writer, and linking must see the store as it is, so those stay
 on the writer thread. What an item's text turns into (its paragraphs'
-fingerprints, the prepared body, its two signatures, tickers and credits)
-depends only on the text and on its feed's learned boilerplate, so it can be
-worked out beforehand in other processes while the writer stores earlier feeds.
+fingerprints, its kept paragraphs and shingles, its two signatures, tickers,
+credits and linked hosts) depends only on the text and on its feed's learned
+boilerplate, so it can be worked out beforehand in other processes while the
+writer stores earlier feeds.
 
 A digest is made against the feed's boilerplate as it stood at dispatch. The
 linker uses it only when the boilerplate it sees at linking time removes the
-same paragraphs of that item; otherwise it prepares the item again itself, so
+same paragraphs of that item; otherwise it digests the item again itself, so
 the result never depends on whether a digest was used.
 """
 
@@ -48,9 +49,9 @@ class ItemDigest:
     line_keys: frozenset[str]
     # Those of line_keys that were boilerplate when the digest was made.
     removed: frozenset[str]
-    # The prepared body's kept paragraphs and shingle count. Not the prepared body
-    # itself (~180 KB): most items have no candidate, and the writer prepares the
-    # few that do, so it need not cross the process boundary.
+    # The kept paragraphs, and the prepared body's shingle and figure counts. Not the
+    # prepared body itself (~180 KB): most items have no candidate, and the writer
+    # prepares the few that do, so it need not be made here.
     lines: tuple[str, ...]
     shingle_count: int
     figure_count: int

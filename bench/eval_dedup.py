@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -179,6 +179,23 @@ def label_from_json(raw: object, index: int) -> Label:
         group=_identifier(raw["group"], where, "group"),
         published=_published(raw.get("published"), where),
     )
+
+
+def moved_up_to(labels: list[Label], now: datetime) -> list[Label]:
+    """The labels with their dates moved, spacing kept, so the newest is a day before `now`.
+
+    An undated item is published when it is first polled, now; against dates written
+    weeks ago it would fall outside the dedup window, and the result would depend on
+    the day the evaluation runs.
+    """
+    dated = [label.published for label in labels if label.published is not None]
+    if not dated:
+        return labels
+    shift = now - timedelta(days=1) - max(dated)
+    return [
+        replace(label, published=label.published + shift) if label.published else label
+        for label in labels
+    ]
 
 
 def load_labels(path: Path) -> list[Label]:
@@ -952,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = 1 if args.seed is None else args.seed
             labels = generate_labels(args.generate, seed, datetime.now(UTC))
         else:
-            labels = load_labels(args.labels)
+            labels = moved_up_to(load_labels(args.labels), datetime.now(UTC))
         return evaluate(labels, args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
