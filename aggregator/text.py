@@ -299,7 +299,9 @@ _PLAIN_TAG = re.compile(
 
 
 def _plain_markup_text(html_text: str) -> str | None:
-    """What _TextExtractor makes of markup made only of plain tags, five times faster.
+    """What _TextExtractor makes of markup made only of plain tags, without html.parser.
+
+    2.7x faster on the shared corpus's feed markup, 1.35x on long plain paragraphs.
 
     None when the fragment holds anything else (comments, declarations, a stray
     "<", <pre>, elements whose text is skipped): those go to the full parser.
