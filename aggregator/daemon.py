@@ -120,6 +120,8 @@ class Daemon:
         # Fail at start, not on every poll, when stored signatures need a rebuild.
         with store.transaction():
             linker.check_parameters(now)
+        # Items a killed writer stored but did not index for search.
+        store.index_pending()
         metrics = Metrics()
         if settings.daemon.metrics_port is not None:
             self.metrics_port = metrics.serve(settings.daemon.metrics_port)
@@ -247,7 +249,7 @@ class Daemon:
         # New items become searchable in batches: once many wait, or when no other
         # result is queued behind this one.
         try:
-            if self._queue.empty():
+            if store.unindexed and self._queue.empty():
                 store.index_pending()
             else:
                 store.index_if_many()

@@ -479,14 +479,13 @@ def _kept_paragraphs(
     return lines, keys, line_words, frozenset(every)
 
 
-def _signed_shingles(
-    line_words: Sequence[Sequence[str]], shingle_size: int, lead_words: int
-) -> tuple[list[str], list[str], list[str]]:
-    """(words, shingles, lead shingles): what the signatures are made of."""
+def _words_and_lead(
+    line_words: Sequence[Sequence[str]], lead_words: int
+) -> tuple[list[str], list[str]]:
+    """All kept words, and the lead: the first `lead_words` of the prose lines."""
     words = [word for chunk in line_words for word in chunk]
     prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
-    lead = (prose or words)[:lead_words]
-    return words, shingles(words, shingle_size), shingles(lead, shingle_size)
+    return words, (prose or words)[:lead_words]
 
 
 def signing_view(
@@ -498,12 +497,12 @@ def signing_view(
     that only a verdict reads are not worked out for them.
     """
     lines, _, line_words, every = _kept_paragraphs(text, boilerplate)
-    words, body, lead = _signed_shingles(line_words, shingle_size, lead_words)
+    words, lead = _words_and_lead(line_words, lead_words)
     return SigningView(
         lines=tuple(lines),
         paragraph_keys=every,
-        shingles=frozenset(body),
-        lead_shingles=tuple(lead),
+        shingles=frozenset(shingles(words, shingle_size)),
+        lead_shingles=tuple(shingles(lead, shingle_size)),
         figure_count=len([word for word in set(words) if word[0].isdigit()]),
     )
 
@@ -522,9 +521,7 @@ def prepare_body(
     wording, and compare only those paragraphs' figures and names.
     """
     lines, keys, line_words, _ = _kept_paragraphs(text, boilerplate)
-    words = [word for chunk in line_words for word in chunk]
-    prose = [w for chunk in line_words if len(chunk) >= _MIN_LEAD_LINE_WORDS for w in chunk]
-    lead = (prose or words)[:lead_words]
+    words, lead = _words_and_lead(line_words, lead_words)
     facts = [_paragraph_facts(line, shingle_size) for line in lines]
     line_figures = tuple(fact.figures for fact in facts)
     line_names = tuple(fact.names for fact in facts)
