@@ -13,13 +13,15 @@ one ThreadingHTTPServer on 127.0.0.1, and times, alternating the two products:
         were added to every feed (c).
 
 Needs the `bench` extra (`pip install -e '.[bench]'`: reader, sgmllib3k). Prints
-entries/s for each, the ratio, and a final line of figures (min/median/max of RUNS).
+entries/s for each, the ratio, our cold poll's CPU time per entry (the poll and its
+worker processes, user + system), and a final line of figures (min/median/max of RUNS).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -133,11 +135,20 @@ class Server:
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
 
+CPU_SECONDS: list[float] = []  # ours, per run: the poll and its worker processes
+
+
 def ours(config: Path) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([str(EXE), "--config", str(config), "poll", "--all"], check=True,
                    capture_output=True)  # fmt: skip
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_SECONDS.append(
+        after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    )
+    return seconds
 
 
 def theirs(db: Path, urls: list[str], add: bool) -> float:
@@ -175,7 +186,7 @@ def main() -> int:
     entries = sum(doc.count(b"<item>") for doc in documents.values())
     server = Server(documents)
     urls = [server.base + path for path in documents]
-    cold_ours, cold_theirs = [], []
+    cold_ours, cold_theirs, cold_cpu = [], [], []
     warm_a, warm_b, warm_c, warm_a_reader, warm_b_reader, warm_c_reader = ([] for _ in range(6))
     for run in range(args.runs):
         tmp = Path(tempfile.mkdtemp(prefix="cold-poll-"))
@@ -198,6 +209,7 @@ def main() -> int:
                 server.documents = documents
                 if name == "ours":
                     cold_ours.append(ours(target))
+                    cold_cpu.append(CPU_SECONDS[-1])
                     warm_a.append(ours(target))
                     server.validators = False
                     warm_b.append(ours(target))
@@ -217,7 +229,11 @@ def main() -> int:
     ours_rate = entries / statistics.median(cold_ours)
     their_rate = entries / statistics.median(cold_theirs)
     print(f"{args.feeds} feeds, {entries} entries, {args.runs} runs (min/median/max seconds)")
-    print(f"cold   ours {spread(cold_ours)}  ({ours_rate:.0f} entries/s, dedup included)")
+    cpu_ms = statistics.median(cold_cpu) / entries * 1000
+    print(
+        f"cold   ours {spread(cold_ours)}  ({ours_rate:.0f} entries/s, dedup included; "
+        f"CPU {spread(cold_cpu)} s, {cpu_ms:.2f} ms per entry over all processes)"
+    )
     print(f"cold   reader {spread(cold_theirs)}  ({their_rate:.0f} entries/s)")
     print(f"warm a (304)            ours {spread(warm_a)}  reader {spread(warm_a_reader)}")
     print(f"warm b (same bodies)    ours {spread(warm_b)}  reader {spread(warm_b_reader)}")
@@ -225,6 +241,7 @@ def main() -> int:
     print(
         f"cold_poll: feeds={args.feeds} entries={entries} ours_entries_per_s={ours_rate:.0f} "
         f"reader_entries_per_s={their_rate:.0f} ratio={ours_rate / their_rate:.2f} "
+        f"ours_cpu_ms_per_entry={cpu_ms:.2f} "
         f"warm_a_s={statistics.median(warm_a):.2f} warm_b_s={statistics.median(warm_b):.2f} "
         f"warm_c_s={statistics.median(warm_c):.2f} "
         f"reader_warm_a_s={statistics.median(warm_a_reader):.2f} "
