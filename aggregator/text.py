@@ -11,6 +11,7 @@ import hashlib
 import html
 import itertools
 import re
+import string
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -188,7 +189,10 @@ _BLOCK = frozenset(
         "tfoot",
     }
 )
-_OTHER_SPACE = r"[\t\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]"
+_OTHER_SPACE_CHARS = (
+    "\t\f\v\u00a0" + "".join(map(chr, range(0x2000, 0x200C))) + "\u202f\u205f\u3000"
+)
+_OTHER_SPACE = f"[{_OTHER_SPACE_CHARS}]"
 # Runs of spaces other than a lone " ": replacing every single space as well cost
 # half the time of cleaning a text.
 _SPACE_RUNS = re.compile(rf"(?: |{_OTHER_SPACE})(?: |{_OTHER_SPACE})+|{_OTHER_SPACE}")
@@ -245,9 +249,17 @@ def _strip_controls(text: str) -> str:
 def normalize_space(text: str) -> str:
     """One space between words, one newline between paragraphs, no control characters."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if _CONTROLS.search(text):
+    # Both tests scan the text as C loops; the regexes they spare look up each
+    # character's class, and most texts hold no control and no run of spaces.
+    if text.isascii():
+        # The ASCII controls are the unprintable characters but for \t and \n.
+        controls = not text.replace("\n", "").replace("\t", "").isprintable()
+    else:
+        controls = _CONTROLS.search(text) is not None
+    if controls:
         text = _strip_controls(text)
-    text = _SPACE_RUNS.sub(" ", text)
+    if "  " in text or any(space in text for space in _OTHER_SPACE_CHARS):
+        text = _SPACE_RUNS.sub(" ", text)
     return "\n".join(line for line in (part.strip() for part in text.split("\n")) if line)
 
 
@@ -364,6 +376,9 @@ _APOSTROPHES = re.compile("(?<=\\w)['\u2019](?=\\w)")
 _CURRENCY_PREFIX = re.compile(r"\b(?:U\.?S|USD|AUD?|A|C|CA|NZ|HK|S|SG|us)\s?\$")
 _PERCENT = re.compile(r"\b(?:per\s?cent|pct)\b|%")
 _TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[^\W\d_]+")
+# The same on ASCII text, where it runs twice as fast: the Unicode classes cost a
+# table lookup per character. After case folding, ASCII letters are lower case.
+_ASCII_TOKEN = re.compile(r"[a-z]+|[0-9]+(?:[.,/][0-9]+)*")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
@@ -412,7 +427,7 @@ def _line_tokens(text: str) -> tuple[str, ...]:
         folded = _APOSTROPHES.sub("", folded)
     if "%" in folded or "per" in folded or "pct" in folded:
         folded = _PERCENT.sub(" pct ", folded)
-    words = _TOKEN.findall(folded)
+    words = (_ASCII_TOKEN if folded.isascii() else _TOKEN).findall(folded)
     # Per-token Python work only where a paragraph needs it: most have no number with
     # a separator and no number word.
     if "," in folded:
@@ -757,6 +772,25 @@ def _credit_pattern(names: tuple[str, ...]) -> tuple[dict[str, str], re.Pattern[
 
 
 _WORD_RUN = re.compile(r"\w+")
+# ASCII punctuation ("_" is a word character): splitting prose at these and at spaces
+# leaves mostly whole words, which str.isalnum() confirms in one pass.
+_ASCII_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation.replace("_", ""), " "))
+
+
+def word_set(text: str) -> set[str]:
+    r"""The distinct runs of word characters in `text`: set(re.findall(r"\w+", text)).
+
+    Twice as fast on prose as the regex, which looks up each character's class.
+    """
+    words = set(text.translate(_ASCII_PUNCTUATION).split())
+    if "".join(words).isalnum():
+        return words
+    # Pieces holding "_", non-ASCII punctuation or symbols: split them properly.
+    mixed = {word for word in words if not word.isalnum()}
+    words -= mixed
+    for piece in mixed:
+        words.update(_WORD_RUN.findall(piece))
+    return words
 
 
 @functools.lru_cache(maxsize=64)
@@ -797,7 +831,7 @@ def credited_publishers(text: str, publishers: Iterable[str]) -> frozenset[str]:
     by_first_word, wordless = _publisher_index(
         publishers if isinstance(publishers, tuple) else tuple(publishers)
     )
-    present = set(_WORD_RUN.findall(loose)).intersection(by_first_word)
+    present = word_set(loose).intersection(by_first_word)
     names = tuple(
         sorted(
             {

@@ -39,6 +39,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from aggregator.text import word_set
+
 __all__ = ["extract_tickers"]
 
 # -- FX ----------------------------------------------------------------------------
@@ -224,6 +226,10 @@ def _trie_pattern(words: Iterable[str]) -> str:
 # Matched on the lower-cased text; a plural "s" is allowed ("bitcoins").
 _COIN_NAME = re.compile(rf"\b{_trie_pattern(_COIN_BY_NAME)}s?\b")
 _COIN_NAME_ANY_CASE = re.compile(_COIN_NAME.pattern, re.IGNORECASE)
+# A name matches only where its first word (or that word plus "s") is a whole word.
+_COIN_FIRST_WORDS = frozenset(
+    word for name in _COIN_BY_NAME for word in (name.split()[0], name.split()[0] + "s")
+)
 _WORD_SPACE = re.compile(r"\s+")
 # Starting with the class (not \b) lets the scan skip lower-case text quickly.
 _CAPITALS = re.compile(r"[A-Z](?<![^\W_][A-Z])[A-Z0-9]{1,5}\b")
@@ -395,11 +401,12 @@ def _crypto(body: str) -> set[str]:
 
     lower = body.lower()
     # Lower-casing keeps positions unless a character grows ("İ"); then match any case.
-    names = (
-        _COIN_NAME.finditer(lower)
-        if len(lower) == len(body)
-        else _COIN_NAME_ANY_CASE.finditer(body)
-    )
+    # Most items name no coin, and the name pattern costs more than the test.
+    names: Iterable[re.Match[str]] = ()
+    if len(lower) != len(body):
+        names = _COIN_NAME_ANY_CASE.finditer(body)
+    elif not _COIN_FIRST_WORDS.isdisjoint(word_set(lower)):
+        names = _COIN_NAME.finditer(lower)
     for match in names:
         written = body[match.start() : match.end()]
         key = _WORD_SPACE.sub(" ", written.lower())

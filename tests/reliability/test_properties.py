@@ -12,6 +12,11 @@ from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
 from aggregator.syndication import Match, choose_parent, compare, is_copy
 from aggregator.text import (
+    _ASCII_TOKEN,
+    _CONTROLS,
+    _SPACE_RUNS,
+    _TOKEN,
+    _WORD_RUN,
     _plain_markup_text,
     _TextExtractor,
     canonical_url,
@@ -21,7 +26,9 @@ from aggregator.text import (
     shingles,
     single_line,
     tokens,
+    word_set,
 )
+from aggregator.tickers import _COIN_FIRST_WORDS, _COIN_NAME
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
 EXAMPLES = settings(
@@ -214,3 +221,48 @@ def test_two_items_never_claim_each_other_as_parent(a: Member, b: Member) -> Non
     a_parent, _ = choose_parent(a, [Match(b, SAME)])
     b_parent, _ = choose_parent(b, [Match(a, SAME)])
     assert not (a_parent is not None and b_parent is not None)
+
+
+# Prose with the punctuation, spaces, controls and word characters the text shortcuts meet.
+prose_pieces = st.sampled_from(
+    [
+        "Bitcoin", "bitcoins", "ether", "Shiba  Inu", "near", "usd coin", "Tether's", "Veloria",
+        "3.5%", "US$1,200", "_", "snake_case", "\u2014", "\u201cquoted\u201d", "caf\u00e9",
+        "\u0130stanbul", "\u00b2", "(BTC)", "SOL/USDT", "-", ".", " ", "  ", "\n", "\r\n", "\t",
+        "\x0b", "\x7f", "\x85", "\u00a0", "\u2003", "\u200b", "\u3000", "\ue000",
+    ]
+)  # fmt: skip
+prose = st.lists(st.one_of(prose_pieces, st.text(max_size=6))).map(" ".join)
+
+
+@EXAMPLES
+@given(prose)
+def test_word_set_is_the_set_of_word_runs(text: str) -> None:
+    assert word_set(text) == set(_WORD_RUN.findall(text))
+
+
+@EXAMPLES
+@given(prose)
+def test_ascii_tokens_are_the_unicode_tokens_of_folded_ascii_text(text: str) -> None:
+    folded = text.casefold()
+    if folded.isascii():
+        assert _ASCII_TOKEN.findall(folded) == _TOKEN.findall(folded)
+
+
+@EXAMPLES
+@given(prose)
+def test_a_coin_name_is_never_found_where_the_first_word_test_skips_it(text: str) -> None:
+    # _crypto runs the name pattern only when a coin's first word is a word of the text.
+    lower = text.lower()
+    if _COIN_NAME.search(lower):
+        assert not _COIN_FIRST_WORDS.isdisjoint(word_set(lower))
+
+
+@EXAMPLES
+@given(prose)
+def test_normalize_space_skips_only_scans_that_would_change_nothing(text: str) -> None:
+    expected = _SPACE_RUNS.sub(
+        " ", _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    )
+    lines = (line.strip() for line in expected.split("\n"))
+    assert normalize_space(text) == "\n".join(line for line in lines if line)
