@@ -21,7 +21,7 @@ from aggregator.linker import Linker
 from aggregator.models import ChangeStatus, Feed, ParsedEntry, Settings
 from aggregator.parse import content_hash, entry_key
 from aggregator.store import Store
-from aggregator.text import canonical_url, html_to_text, normalize_space, single_line
+from aggregator.text import canonical_url, html_to_text, normalize_space, plain_text
 from aggregator.workers import Context, Digester, ItemDigest
 
 
@@ -54,7 +54,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
 
 def _entry(record: dict[str, object], now: datetime) -> tuple[str, ParsedEntry]:
     publisher = str(record.get("publisher") or "").strip()
-    title = single_line(str(record.get("title") or ""))
+    # Plain text, like "text" and like our own export's titles: a wire headline's
+    # "<TM>" is the company's symbol, not a tag to drop.
+    title = " ".join(plain_text(str(record.get("title") or "")).split())
     if not publisher:
         raise ValueError("no publisher")
     html = str(record.get("html") or "")

@@ -1004,10 +1004,10 @@ def import_(state: _State, file: Path, batch: int) -> None:
     """Backfill archived news from a JSONL file through the same link-and-store path.
 
     Each line: {"title", "url", "published" (ISO 8601), "publisher", "text" or "html",
-    optional "id"}. Items go to one pseudo-feed per publisher (import-NAME, never
-    polled) and are linked to stories like polled items. Re-running skips what is
-    already stored, so an interrupted import resumes. Bad lines are skipped and
-    counted.
+    optional "id"}; title and text are plain text, not markup. Items go to one
+    pseudo-feed per publisher (import-NAME, never polled) and are linked to stories
+    like polled items. Re-running skips what is already stored, so an interrupted
+    import resumes. Bad lines are skipped and counted.
     """
     from aggregator.backfill import count_lines, run_import
 

@@ -49,6 +49,7 @@ from aggregator.text import (
     site_host,
     tokens,
 )
+from aggregator.tickers import extract_tickers
 from aggregator.workers import ItemDigest, digest_text
 
 log = logging.getLogger(__name__)
@@ -347,7 +348,11 @@ class Linker:
                 shorter,
                 self._settings,
                 correction=correction,
-                same_title=mine == theirs_title,
+                same_headline=mine == theirs_title
+                or (
+                    shorter < self._settings.min_shingles
+                    and same_instruments(member.title, other.title)
+                ),
                 headline_overlap=title_overlap(mine, theirs_title),
             ):
                 matches.append(Match(other, comparison))
@@ -578,3 +583,14 @@ def rebuild(
         done += len(chunk)
         progress(done)
     return found
+
+
+def same_instruments(title: str, other_title: str) -> bool:
+    """Whether two headlines name the same instruments, and at least one.
+
+    A wire sent again under a reworded headline ("... <TM> SETS QUARTERLY", then
+    "... <TM> DECLARES QTLY DIV") keeps the company's symbol; another company's
+    report from the same template does not.
+    """
+    mine = extract_tickers(title, "")
+    return bool(mine) and mine == extract_tickers(other_title, "")

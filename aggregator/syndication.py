@@ -118,7 +118,7 @@ def is_copy(
     settings: DedupSettings,
     *,
     correction: bool = False,
-    same_title: bool = False,
+    same_headline: bool = False,
     headline_overlap: float = 1.0,
 ) -> bool:
     """The verdict: enough of the shorter text is in the longer one, with the same key terms.
@@ -130,10 +130,11 @@ def is_copy(
     templated report (next quarter's results, another company's filing), not a
     copy; a correction may change one.
     A text too short to judge by overlap ("Qtly div 20 cts vs 20 cts prior")
-    is a copy only when it is identical and carries the same headline.
+    is a copy only when it is identical and carries the same headline: the same
+    words, or (as the linker judges it) headlines naming the same instruments.
     """
     if shorter_shingles < settings.min_shingles:
-        return same_title and shorter_shingles > 0 and comparison.jaccard == 1.0
+        return same_headline and shorter_shingles > 0 and comparison.jaccard == 1.0
     if comparison.containment < settings.min_containment:
         return False
     # With little overlap overall, only a shared opening counts (a summary of a full

@@ -370,3 +370,84 @@ def test_a_related_blurb_near_the_top_of_a_page_does_not_link_the_other_story(
     assert items["tradevane"].parent_id == items["harrow-daily"].id
     assert items["quillmarket"].story_id == items["quillmarket"].id
     assert items["quillmarket"].story_size == 1
+
+
+def test_a_short_wire_sent_again_under_a_reworded_headline_is_linked_by_its_symbol(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    # Too short to weigh by overlap: identical bodies link only under the same headline,
+    # or headlines naming the same instrument. Another company's identical report, or
+    # two markets' identical price notes, stay apart.
+    dividend = ["Qtly div 12 cts vs 12 cts prior", "Pay Dec 15", "Record Dec One"]
+    hogs = ["Hog prices opened 1.00 dlr higher, private sources said. Top 51.50 dlrs per cwt."]
+    # Two feeds, so that no feed sees a line in three items and learns it as chrome.
+    wire = serve(
+        httpserver,
+        "/wire.xml",
+        [
+            item("first", dividend, 0, "PELLAM MINING CORP (NYSE: PLM) SETS QUARTERLY"),
+            item("again", dividend, 40, "PELLAM MINING CORP (NYSE: PLM) DECLARES QTLY DIV"),
+            item("west", hogs, 70, "JOLIET HOGS UP 1.00 DLR - PRIVATE SOURCES"),
+        ],
+    )
+    desk = serve(
+        httpserver,
+        "/desk.xml",
+        [
+            item("other", dividend, 60, "KESTREL FOODS INC (NYSE: KSF) REGULAR DIVIDEND"),
+            item("east", hogs, 75, "ST JOSEPH HOGS OPEN UP 1.00 DLR - PRIVATE"),
+        ],
+    )
+    settings = settings_for(tmp_path, {"wire": wire, "desk": desk})
+    poll_names(store, settings, "wire", "desk")
+    items = {(i.url or "").split("//")[1].split(".")[0]: i for i in store.items(limit=None)}
+    assert items["again"].parent_id == items["first"].id
+    assert items["again"].relation == "duplicate"
+    assert items["other"].story_id == items["other"].id
+    assert items["east"].story_id == items["east"].id
+    assert items["west"].story_id == items["west"].id
+
+
+def test_import_reads_titles_as_plain_text_so_a_wire_symbol_survives(tmp_path: Path) -> None:
+    # "<PLM>" in an archived wire headline is the company's symbol, not a tag: it must
+    # survive the import, where it tells a resent wire from another company's report.
+    when = datetime.now(UTC) - timedelta(days=1)
+    body = "Qtly div 12 cts vs 12 cts prior\nPay Dec 15\nRecord Dec One"
+    # Two publishers, so that no pseudo-feed sees the lines in three items (its chrome).
+    records = [
+        ("1", "PELLAM MINING CORP <PLM> SETS QUARTERLY", 0, "Wire"),
+        ("2", "PELLAM MINING CORP <PLM> DECLARES QTLY DIV", 40, "Wire"),
+        ("3", "KESTREL FOODS INC <KSF> REGULAR DIVIDEND", 60, "Desk"),
+    ]
+    archive = tmp_path / "wire.jsonl"
+    archive.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": key,
+                    "title": title,
+                    "url": f"https://wire.example/{key}",
+                    "published": (when + timedelta(minutes=minutes)).isoformat(),
+                    "publisher": publisher,
+                    "text": body,
+                }
+            )
+            + "\n"
+            for key, title, minutes, publisher in records
+        )
+    )
+    db = tmp_path / "agg.db"
+    done = subprocess.run(
+        [EXE, "--db", str(db), "import", str(archive)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run(
+        [EXE, "--db", str(db), "items", "--json", "--limit", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    items = {item["url"][-1]: item for item in json.loads(listing.stdout)}
+    assert "PLM" in items["1"]["title"] and "KSF" in items["3"]["title"]
+    assert items["2"]["story_id"] == items["1"]["story_id"]
+    assert items["3"]["story_id"] not in (items["1"]["story_id"], items["2"]["story_id"])

@@ -352,11 +352,13 @@ def test_compare_counts_the_shorter_texts_figures_missing_from_the_longer() -> N
 # === is_copy() ===============================================================================
 
 
-def verdict(a: str, b: str, *, correction: bool = False, same_title: bool = False) -> bool:
+def verdict(a: str, b: str, *, correction: bool = False, same_headline: bool = False) -> bool:
     left, right = prep(a), prep(b)
     shorter = min(len(left.shingles), len(right.shingles))
     comparison = compare(left, right, SIZE)
-    return is_copy(comparison, shorter, SETTINGS, correction=correction, same_title=same_title)
+    return is_copy(
+        comparison, shorter, SETTINGS, correction=correction, same_headline=same_headline
+    )
 
 
 COPY_CASES = [
@@ -442,11 +444,11 @@ def test_is_copy_figure_rule(changed: int, correction: bool, expected: bool) -> 
 
 def test_short_items_are_copies_only_when_identical_with_the_same_title() -> None:
     assert len(prep(SHORT_HALT).shingles) < SETTINGS.min_shingles
-    assert verdict(SHORT_HALT, SHORT_HALT, same_title=True) is True
+    assert verdict(SHORT_HALT, SHORT_HALT, same_headline=True) is True
     assert verdict(SHORT_HALT, SHORT_HALT) is False
-    assert verdict(SHORT_HALT, SHORT_HOLIDAY, same_title=True) is False
+    assert verdict(SHORT_HALT, SHORT_HOLIDAY, same_headline=True) is False
     assert verdict(SHORT_HALT, SHORT_HALT + " Shares last traded at 41 cents.") is False
-    assert verdict("", "", same_title=True) is False
+    assert verdict("", "", same_headline=True) is False
 
 
 BASE_COMPARISON = compare(prep(ORIGINAL), prep(ORIGINAL), SIZE)
