@@ -74,6 +74,8 @@ class Linker:
         self._settings = settings.dedup
         self._index: CandidateIndex | None = None
         self._pending: list[int] = []
+        # Feeds' learned boilerplate as read in the open transaction.
+        self._boilerplate: dict[int, frozenset[str]] = {}
         self._last_prune: datetime | None = None
         self._sites: dict[str, str] | None = None
         self._site_rows: list[tuple[str, str]] = []
@@ -146,9 +148,11 @@ class Linker:
             for item_id in self._pending:
                 self._index.remove(item_id)
         self._pending.clear()
+        self._boilerplate.clear()
 
     def commit(self) -> None:
         self._pending.clear()
+        self._boilerplate.clear()
 
     # -- linking ------------------------------------------------------------------------
 
@@ -228,7 +232,14 @@ class Linker:
                     if item.item_id in fresh
                 ],
             )
-        boilerplate = _Boilerplate(self._store, self._settings)
+        # Feeds whose lines were just learned may have new boilerplate; the others'
+        # stands as read earlier in this transaction.
+        self._boilerplate.pop(feed.id, None)
+        boilerplate = _Boilerplate(self._store, self._settings, self._boilerplate)
+        # Items sharing an item's address are its candidates too: look them all up at once.
+        with_url = self._store.items_with_urls(
+            item.canonical_url for item in items if item.item_id in fresh and item.canonical_url
+        )
         found: Counter[str] = Counter()
         for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
             digest = digests.get(item.item_id)
@@ -243,7 +254,7 @@ class Linker:
                 )
             signature = digest.signature
             lazy = _Lazy(item.text, boilerplate(feed.id), self._prepare)
-            self._store.set_tickers(item.item_id, digest.tickers)
+            self._store.set_tickers(item.item_id, digest.tickers, new=item.item_id in fresh)
             credits = digest.credits
             if digest.link_hosts:
                 credits |= _linked_publishers(digest.link_hosts, self._sites_now(), feed.publisher)
@@ -267,7 +278,8 @@ class Linker:
                     credits=credits,
                     story_id=item.item_id,
                 )
-                kind = self._place(feed, member, item, lazy, digest, index, boilerplate)
+                same_url = with_url.get(item.canonical_url or "", ())
+                kind = self._place(feed, member, item, lazy, digest, index, boilerplate, same_url)
                 found[kind] += 1
             index.add_keys(
                 item.item_id, digest.band_keys, item.published, new=item.item_id in fresh
@@ -312,12 +324,12 @@ class Linker:
         digest: ItemDigest,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
+        stored_at_url: Sequence[int],
     ) -> list[Match]:
         window = timedelta(seconds=self._settings.window)
         candidates = index.query_best(digest.band_keys, MAX_CANDIDATES)
-        same_url: set[int] = set()
-        if item.canonical_url:
-            same_url = set(self._store.items_with_url(item.canonical_url, member.id))
+        # Up to 20 others at the item's address (a republished page keeps its URL).
+        same_url = set([other for other in stored_at_url if other != member.id][:20])
         candidates |= same_url
         candidates.discard(member.id)
         if not candidates:
@@ -367,8 +379,9 @@ class Linker:
         digest: ItemDigest,
         index: CandidateIndex,
         boilerplate: _Boilerplate,
+        stored_at_url: Sequence[int],
     ) -> str:
-        matches = self._matches(member, item, lazy, digest, index, boilerplate)
+        matches = self._matches(member, item, lazy, digest, index, boilerplate, stored_at_url)
         if not matches:
             self._store.set_link(_original(member.id))
             return Relation.ORIGINAL.value
@@ -464,13 +477,15 @@ class _Lazy:
 
 
 class _Boilerplate:
-    """Per-feed learned boilerplate, read once per batch."""
+    """Per-feed learned boilerplate, read once per transaction (the linker's cache)."""
 
-    def __init__(self, store: Store, settings: DedupSettings) -> None:
+    def __init__(
+        self, store: Store, settings: DedupSettings, cache: dict[int, frozenset[str]]
+    ) -> None:
         self._load: Callable[[int], frozenset[str]] = lambda feed_id: store.boilerplate(
             feed_id, settings.boilerplate_min_items, settings.boilerplate_min_share
         )
-        self._cache: dict[int, frozenset[str]] = {}
+        self._cache = cache
 
     def __call__(self, feed_id: int) -> frozenset[str]:
         if feed_id not in self._cache:

@@ -29,13 +29,18 @@ class LinkStore:
             )
         return self._tx_seq
 
-    def set_tickers(self, item_id: int, tickers: Iterable[str]) -> None:
-        """Replace an item's instrument mentions (inside a transaction)."""
-        self._conn.execute("DELETE FROM item_tickers WHERE item_id = ?", (item_id,))
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO item_tickers (item_id, ticker) VALUES (?, ?)",
-            [(item_id, ticker) for ticker in tickers],
-        )
+    def set_tickers(self, item_id: int, tickers: Iterable[str], *, new: bool = False) -> None:
+        """Replace an item's instrument mentions (inside a transaction).
+
+        With `new`, the caller knows the item has none stored yet.
+        """
+        if not new:
+            self._conn.execute("DELETE FROM item_tickers WHERE item_id = ?", (item_id,))
+        rows = [(item_id, ticker) for ticker in tickers]
+        if rows:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO item_tickers (item_id, ticker) VALUES (?, ?)", rows
+            )
 
     def set_entry_hashes(self, feed_id: int, hashes: Iterable[str]) -> None:
         """Remember the content hashes of the feed's last parsed document (in a transaction)."""
@@ -178,14 +183,19 @@ class LinkStore:
         ).fetchone()
         return _member(row) if row else None
 
-    def items_with_url(self, canonical_url: str, exclude: int) -> list[int]:
-        return [
-            int(row[0])
-            for row in self._conn.execute(
-                "SELECT id FROM items WHERE canonical_url = ? AND id != ? LIMIT 20",
-                (canonical_url, exclude),
-            )
-        ]
+    def items_with_urls(self, canonical_urls: Iterable[str]) -> dict[str, list[int]]:
+        """Ids of the items stored under each canonical URL, lowest first."""
+        wanted = sorted(set(canonical_urls))
+        found: dict[str, list[int]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for url, item_id in self._conn.execute(
+                "SELECT canonical_url, id FROM items "
+                f"WHERE canonical_url IN ({','.join('?' * len(chunk))}) ORDER BY canonical_url, id",
+                chunk,
+            ):
+                found.setdefault(url, []).append(int(item_id))
+        return found
 
     def set_link(self, link: Link) -> None:
         self._conn.execute(
