@@ -43,13 +43,13 @@ from aggregator.syndication import (
     title_overlap,
 )
 from aggregator.text import (
+    extract_tickers,
     line_fingerprint,
     paragraphs,
     prepare_body,
     site_host,
     tokens,
 )
-from aggregator.tickers import extract_tickers
 from aggregator.workers import ItemDigest, digest_text
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,7 @@ from aggregator.dedup import Signature, Signer, band_keys, band_layout
 from aggregator.errors import ParseError
 from aggregator.models import HASH_PREFIX, DedupSettings, ParsedFeed
 from aggregator.parse import parse_feed
-from aggregator.text import credited_publishers, link_hosts, signing_view
-from aggregator.tickers import extract_tickers
+from aggregator.text import credited_publishers, extract_tickers, link_hosts, signing_view
 
 log = logging.getLogger(__name__)
 

@@ -145,9 +145,7 @@ def ours(config: Path) -> float:
                    capture_output=True)  # fmt: skip
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU_SECONDS.append(
-        after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    )
+    CPU_SECONDS.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return seconds
 
 

@@ -1,4 +1,4 @@
-"""aggregator.tickers: instrument mentions, as tables of text -> expected tickers."""
+"""aggregator.text.tickers: instrument mentions, as tables of text -> expected tickers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aggregator.tickers import extract_tickers
+from aggregator.text import extract_tickers
 
 # (text, expected) pairs; the text is passed as the body with an empty title.
 CASHTAGS = [

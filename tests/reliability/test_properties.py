@@ -12,13 +12,6 @@ from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
 from aggregator.syndication import Match, choose_parent, compare, is_copy
 from aggregator.text import (
-    _ASCII_TOKEN,
-    _CONTROLS,
-    _SPACE_RUNS,
-    _TOKEN,
-    _WORD_RUN,
-    _plain_markup_text,
-    _TextExtractor,
     canonical_url,
     html_to_text,
     normalize_space,
@@ -28,7 +21,9 @@ from aggregator.text import (
     tokens,
     word_set,
 )
-from aggregator.tickers import _COIN_FIRST_WORDS, _COIN_NAME
+from aggregator.text.markup import _CONTROLS, _SPACE_RUNS, _plain_markup_text, _TextExtractor
+from aggregator.text.tickers import _COIN_FIRST_WORDS, _COIN_NAME
+from aggregator.text.tokens import _ASCII_TOKEN, _TOKEN, _WORD_RUN
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
 EXAMPLES = settings(

@@ -39,7 +39,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from aggregator.text import word_set
+from aggregator.text.tokens import word_set
 
 __all__ = ["extract_tickers"]
 
