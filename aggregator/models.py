@@ -383,8 +383,9 @@ class SigningView:
     lines: tuple[str, ...]
     # Keys of all the body's paragraphs, boilerplate ones included.
     paragraph_keys: frozenset[str]
-    shingles: frozenset[str]
-    lead_shingles: tuple[str, ...]
+    # PreparedText's shingles and lead shingles, encoded as UTF-8 for hashing.
+    shingles: frozenset[bytes]
+    lead_shingles: tuple[bytes, ...]
     # Distinct figures in the kept paragraphs (PreparedText.figures, counted).
     figure_count: int
 

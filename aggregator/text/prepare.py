@@ -8,7 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from aggregator.models import PreparedText, SigningView
-from aggregator.text.tokens import _APOSTROPHES, _fingerprint, _line_tokens, paragraphs, shingles
+from aggregator.text.tokens import (
+    _APOSTROPHES,
+    _fingerprint,
+    _line_tokens,
+    encoded_shingles,
+    paragraphs,
+    shingles,
+)
 
 # A lead taken from prose lines, so credit lines, stamps and ticker headers at
 # the top of a syndicated page do not shift it.
@@ -57,8 +64,8 @@ def signing_view(
     return SigningView(
         lines=tuple(lines),
         paragraph_keys=every,
-        shingles=frozenset(shingles(words, shingle_size)),
-        lead_shingles=tuple(shingles(lead, shingle_size)),
+        shingles=frozenset(encoded_shingles(words, shingle_size)),
+        lead_shingles=tuple(encoded_shingles(lead, shingle_size)),
         figure_count=len([word for word in set(words) if word[0].isdigit()]),
     )
 

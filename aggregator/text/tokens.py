@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 import string
 import unicodedata
@@ -90,6 +91,27 @@ def shingles(words: Sequence[str], size: int) -> list[str]:
     if len(words) <= size:
         return [" ".join(words)]
     return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+
+
+def encoded_shingles(words: Sequence[str], size: int) -> list[bytes]:
+    """[s.encode("utf-8") for s in shingles(words, size)], for hashing.
+
+    Cut from the words joined and encoded once: a join and an encode per shingle
+    cost a third more.
+    """
+    if not words:
+        return []
+    joined = " ".join(words).encode("utf-8")
+    if len(words) <= size:
+        return [joined]
+    lengths = (
+        [len(word) for word in words]
+        if joined.isascii()
+        else [len(word.encode("utf-8")) for word in words]
+    )
+    # Byte offset where each word starts (and one past the end of the last).
+    starts = list(itertools.accumulate(lengths, lambda at, length: at + length + 1, initial=0))
+    return [joined[start : end - 1] for start, end in zip(starts, starts[size:], strict=False)]
 
 
 def line_key(line: str) -> str:

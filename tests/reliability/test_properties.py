@@ -23,7 +23,7 @@ from aggregator.text import (
 )
 from aggregator.text.markup import _CONTROLS, _SPACE_RUNS, _plain_markup_text, _TextExtractor
 from aggregator.text.tickers import _COIN_FIRST_WORDS, _COIN_NAME
-from aggregator.text.tokens import _ASCII_TOKEN, _TOKEN, _WORD_RUN
+from aggregator.text.tokens import _ASCII_TOKEN, _TOKEN, _WORD_RUN, encoded_shingles
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
 EXAMPLES = settings(
@@ -99,6 +99,21 @@ def test_body_shingles_from_paragraphs_are_the_shingles_of_all_words(
     prepared = prepare_body(text, frozenset(), shingle_size=size, lead_words=60)
     words = [word for line in lines if line.strip() for word in tokens(line)]
     assert prepared.shingles == frozenset(shingles(words, size))
+
+
+@EXAMPLES
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["rates", "3.5", "caf\u00e9", "\u0130", "\U0001f600"]),
+            st.text(min_size=1, max_size=5),
+        ),
+        max_size=14,
+    ),
+    st.integers(1, 6),
+)
+def test_encoded_shingles_are_the_shingles_encoded(words: list[str], size: int) -> None:
+    assert encoded_shingles(words, size) == [s.encode("utf-8") for s in shingles(words, size)]
 
 
 @EXAMPLES
