@@ -258,12 +258,14 @@ class Linker:
             credits = digest.credits
             if digest.link_hosts:
                 credits |= _linked_publishers(digest.link_hosts, self._sites_now(), feed.publisher)
+            kept = "\n".join(digest.lines)
             self._store.save_signature(
                 item.item_id,
                 item.published,
                 signature.body,
                 signature.lead,
-                "\n".join(digest.lines),
+                # Most items keep their whole body: the item row holds it already.
+                None if kept == item.text else kept,
                 digest.shingle_count,
                 credits,
             )

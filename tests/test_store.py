@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from aggregator.backfill import run_import
 from aggregator.errors import StorageError
 from aggregator.models import (
     FeedConfig,
@@ -19,7 +21,7 @@ from aggregator.models import (
 )
 from aggregator.store import ItemFilter, Store
 from aggregator.store.schema import MIGRATIONS
-from tests.feeds import NOW
+from tests.feeds import NOW, make_settings
 
 
 def entry(key: str, text: str = "Gold rallies.", **changes: object) -> ParsedEntry:
@@ -253,3 +255,86 @@ def test_items_left_unindexed_by_a_killed_writer_are_indexed_by_the_next(tmp_pat
         assert second.unindexed == 0  # it knows nothing of the first one's writes
         assert second.index_pending() == 1
         assert _found(second, "rallies") == ["Story a"]
+
+
+def _import_with_chrome(tmp_path: Path, store: Store) -> dict[str, int]:
+    """Four archived items of one publisher, three ending in the same disclaimer."""
+    archive = tmp_path / "archive.jsonl"
+    chrome = "Disclaimer: this page is general information, not investment advice."
+    texts = {
+        "plain": "Gold rallied on Tuesday as the dollar slipped.\nTraders eyed the Fed.",
+        "copper": f"Copper rose for a third day on Chilean supply worries.\n{chrome}",
+        "oil": f"Oil fell as inventories grew more than expected.\n{chrome}",
+        "wheat": f"Wheat futures eased after rain across the plains.\n{chrome}",
+    }
+    archive.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": key,
+                    "title": f"{key} today",
+                    "url": f"https://desk.example/{key}",
+                    "published": (NOW - timedelta(hours=n)).isoformat(),
+                    "publisher": "Desk",
+                    "text": text,
+                }
+            )
+            + "\n"
+            for n, (key, text) in enumerate(texts.items())
+        )
+    )
+    run_import(store, make_settings(tmp_path, []), archive, now=NOW)
+    return {item.entry_key: item.id for item in store.items(limit=None)}
+
+
+def test_signature_text_is_stored_only_where_boilerplate_was_removed(
+    tmp_path: Path, store: Store
+) -> None:
+    ids = _import_with_chrome(tmp_path, store)
+    with sqlite3.connect(tmp_path / "agg.db") as conn:
+        stored = dict(conn.execute("SELECT item_id, text FROM signatures").fetchall())
+    assert stored[ids["plain"]] is None
+    assert stored[ids["copper"]] == "Copper rose for a third day on Chilean supply worries."
+    members = store.members(ids.values())
+    assert members[ids["plain"]][1] == (
+        "Gold rallied on Tuesday as the dollar slipped.\nTraders eyed the Fed."
+    )
+    assert members[ids["oil"]][1] == "Oil fell as inventories grew more than expected."
+
+
+def test_migration_10_drops_signature_texts_that_repeat_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "agg.db"
+    with Store.open(path) as store:
+        ids = _import_with_chrome(tmp_path, store)
+        before = {item_id: text for item_id, (_, text) in store.members(ids.values()).items()}
+    # Put the file back as schema 9 left it: every kept text written out, NOT NULL.
+    with sqlite3.connect(path) as conn:
+        body = (
+            "CASE WHEN length(content_text) >= length(summary_text) "
+            "THEN content_text ELSE summary_text END"
+        )
+        conn.executescript(
+            f"""
+            CREATE TABLE old_signatures (
+               item_id INTEGER PRIMARY KEY REFERENCES items(id), published TEXT NOT NULL,
+               body BLOB NOT NULL, lead BLOB NOT NULL, text TEXT NOT NULL,
+               shingles INTEGER NOT NULL, credits TEXT NOT NULL);
+            INSERT INTO old_signatures SELECT s.item_id, s.published, s.body, s.lead,
+               coalesce(s.text, (SELECT {body} FROM items WHERE items.id = s.item_id)),
+               s.shingles, s.credits FROM signatures s;
+            DROP TABLE signatures;
+            ALTER TABLE old_signatures RENAME TO signatures;
+            CREATE INDEX idx_signatures_published ON signatures (published);
+            DELETE FROM schema_migrations WHERE version = 10;
+            """
+        )
+        assert conn.execute("SELECT count(*) FROM signatures WHERE text IS NULL").fetchone() == (0,)
+    with Store.open(path) as store:
+        assert store.schema_version() == len(MIGRATIONS)
+        after = {item_id: text for item_id, (_, text) in store.members(ids.values()).items()}
+    assert after == before
+    with sqlite3.connect(path) as conn:
+        stored = dict(conn.execute("SELECT item_id, text FROM signatures").fetchall())
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'signatures'").fetchone()
+    assert stored[ids["plain"]] is None and stored[ids["wheat"]] is not None
+    assert '"text" TEXT,' in sql

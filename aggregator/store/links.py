@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from aggregator.models import HASH_PREFIX, ItemText, Link, Member, Relation
+from aggregator.store.schema import BODY_TEXT
 from aggregator.store.times import format_time, parse_time
 
 
@@ -122,10 +123,12 @@ class LinkStore:
         published: datetime,
         body: bytes,
         lead: bytes,
-        text: str,
+        text: str | None,
         shingles: int,
         credits: Iterable[str],
     ) -> None:
+        """Store an item's signatures; `text` (its kept paragraphs) is None when it is
+        the item's whole body, which the item row holds already."""
         self._conn.execute(
             "INSERT INTO signatures (item_id, published, body, lead, text, shingles, credits) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
@@ -158,7 +161,10 @@ class LinkStore:
 
     _MEMBER_SELECT = (
         "SELECT items.id, items.feed_id, feeds.publisher, items.published, items.first_seen, "
-        "items.title, items.story_id, items.parent_id, signatures.text, signatures.credits "
+        "items.title, items.story_id, items.parent_id, "
+        "CASE WHEN signatures.item_id IS NULL THEN '' "
+        f"ELSE coalesce(signatures.text, {BODY_TEXT}) END, "
+        "signatures.credits "
         "FROM items JOIN feeds ON feeds.id = items.feed_id "
         "LEFT JOIN signatures ON signatures.item_id = items.id "
     )

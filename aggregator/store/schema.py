@@ -282,6 +282,34 @@ def _m009_deferred_search_index(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+# An item's body as the linker reads it: the fuller of its two texts (ParsedEntry.body_text).
+BODY_TEXT = (
+    "CASE WHEN length(items.content_text) >= length(items.summary_text) "
+    "THEN items.content_text ELSE items.summary_text END"
+)
+
+
+def _m010_signature_text_by_reference(db: sqlite_utils.Database) -> None:
+    # signatures.text held each item's kept paragraphs again: a fifth of the database
+    # when no boilerplate was removed, which is most items. NULL now means "the item's
+    # body"; existing copies of it become NULL. SQLite cannot drop a NOT NULL in place.
+    for statement in (
+        'CREATE TABLE "signatures_new" ('
+        '"item_id" INTEGER PRIMARY KEY REFERENCES "items"("id"), '
+        '"published" TEXT NOT NULL, "body" BLOB NOT NULL, "lead" BLOB NOT NULL, '
+        '"text" TEXT, "shingles" INTEGER NOT NULL, "credits" TEXT NOT NULL)',
+        "INSERT INTO signatures_new (item_id, published, body, lead, text, shingles, credits) "
+        "SELECT signatures.item_id, signatures.published, signatures.body, signatures.lead, "
+        f"CASE WHEN signatures.text = {BODY_TEXT} THEN NULL ELSE signatures.text END, "
+        "signatures.shingles, signatures.credits "
+        "FROM signatures LEFT JOIN items ON items.id = signatures.item_id",
+        "DROP TABLE signatures",
+        "ALTER TABLE signatures_new RENAME TO signatures",
+        'CREATE INDEX "idx_signatures_published" ON "signatures" ("published")',
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -292,4 +320,9 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
     (7, "index of learned lines by count", _m007_boilerplate_index),
     (8, "feeds.entry_hashes", _m008_entry_hashes),
     (9, "full-text index filled in batches", _m009_deferred_search_index),
+    (
+        10,
+        "signatures.text only where it differs from the item's body",
+        _m010_signature_text_by_reference,
+    ),
 )
