@@ -121,3 +121,30 @@ def test_every_corpus_feed_parses_or_is_rejected_only_without_entries() -> None:
     assert entries_total >= 1500, summary
     # The corpus holds a few CDF and empty documents; a jump here means feeds are being lost.
     assert rejected_files <= 0.02 * len(files), summary
+
+
+def test_remembered_base_uris_parse_the_corpus_as_feedparser_alone_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aggregator.parse caches feedparser's base-URI function: with and without the
+    # cache, every corpus file (xml:base cases included) must parse the same.
+    import feedparser.mixin
+
+    files = [
+        path for path in _corpus_files() if "xml" in path.read_bytes()[:4096].decode("latin-1")
+    ]
+
+    def parse_all() -> list[dict[str, object]]:
+        # Exceptions compare by identity: compare what they say.
+        parsed = (feedparser.parse(path.read_bytes(), sanitize_html=True) for path in files)
+        return [
+            {**result, "bozo_exception": repr(result.get("bozo_exception"))} for result in parsed
+        ]
+
+    cached = feedparser.mixin.make_safe_absolute_uri
+    with_cache = parse_all()
+    monkeypatch.setattr(feedparser.mixin, "make_safe_absolute_uri", cached.__wrapped__)
+    without = parse_all()
+    assert len(files) > 1000
+    differ = [str(path) for path, a, b in zip(files, with_cache, without, strict=True) if a != b]
+    assert differ == []
