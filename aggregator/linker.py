@@ -204,7 +204,9 @@ class Linker:
         # Feeds learn their site's address as they are polled: look again each poll
         # (when an item links anywhere).
         self._sites_stale = True
-        return self.link_items(feed, items, fresh, now, learn=True, digests=by_item)
+        return self.link_items(
+            feed, items, fresh, now, learn=True, digests=by_item, inserted=frozenset(fresh)
+        )
 
     def link_items(
         self,
@@ -215,8 +217,13 @@ class Linker:
         *,
         learn: bool,
         digests: Mapping[int, ItemDigest] | None = None,
+        inserted: frozenset[int] = frozenset(),
     ) -> Counter[str]:
-        """Sign `items` of `feed` and place those in `fresh` (inside a transaction)."""
+        """Sign `items` of `feed` and place those in `fresh` (inside a transaction).
+
+        `inserted` are items whose rows this transaction created: nothing is stored
+        for them yet (a rebuild places stored items again, with their tickers).
+        """
         digests = digests or {}
         index = self._ensure_index(now)
         if learn:
@@ -254,7 +261,7 @@ class Linker:
                 )
             signature = digest.signature
             lazy = _Lazy(item.text, boilerplate(feed.id), self._prepare)
-            self._store.set_tickers(item.item_id, digest.tickers, new=item.item_id in fresh)
+            self._store.set_tickers(item.item_id, digest.tickers, new=item.item_id in inserted)
             credits = digest.credits
             if digest.link_hosts:
                 credits |= _linked_publishers(digest.link_hosts, self._sites_now(), feed.publisher)

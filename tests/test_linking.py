@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from aggregator.linker import rebuild
 from aggregator.models import Settings, StoredItem
 from aggregator.pipeline import poll
 from aggregator.store import Store
@@ -451,3 +452,21 @@ def test_import_reads_titles_as_plain_text_so_a_wire_symbol_survives(tmp_path: P
     assert "PLM" in items["1"]["title"] and "KSF" in items["3"]["title"]
     assert items["2"]["story_id"] == items["1"]["story_id"]
     assert items["3"]["story_id"] not in (items["1"]["story_id"], items["2"]["story_id"])
+
+
+def test_rebuild_recomputes_tickers_of_stored_items(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    # A rebuild places stored items again: their ticker rows are replaced, not added to.
+    body = ["Shares of Pellam Mining (NYSE: PLM) rose 4 per cent after the copper find."]
+    url = serve(httpserver, "/desk.xml", [item("desk", body, 0, "Pellam Mining rises")])
+    settings = settings_for(tmp_path, {"desk": url})
+    poll_names(store, settings, "desk")
+    (stored,) = store.items(limit=None)
+    assert stored.tickers == ("PLM",)
+    with store.transaction():
+        store.set_tickers(stored.id, ("PLM", "STALE"))  # as an older extractor left them
+    assert store.items(limit=None)[0].tickers == ("PLM", "STALE")
+    rebuild(store, settings, since=None)
+    (again,) = store.items(limit=None)
+    assert again.tickers == ("PLM",)
