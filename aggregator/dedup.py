@@ -16,12 +16,24 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
 
 from aggregator.models import DedupSettings
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
+
+# datasketch is imported where it is first needed: importing it loads scipy (0.3 s of a
+# process's start), which a poll that meets only 304s, and most commands, never use.
+
+
+def load_library() -> None:
+    """Import datasketch now: before forking processes that will sign."""
+    import datasketch  # noqa: F401
+
 
 SCHEME = "affine32"
 # xxh32 is ~3x faster than datasketch's default sha1_hash32 on short shingles, and the
@@ -60,6 +72,8 @@ class Signer:
     def _minhash(self) -> MinHash:
         minhash: MinHash | None = getattr(self._local, "minhash", None)
         if minhash is None:
+            from datasketch import MinHash
+
             minhash = MinHash(
                 num_perm=self._settings.num_perm,
                 seed=self._settings.seed,
@@ -99,6 +113,8 @@ _MIX = np.array(
 
 def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's choice of (bands, rows) for a Jaccard threshold."""
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return int(lsh.b), int(lsh.r)
 

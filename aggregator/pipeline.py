@@ -91,7 +91,8 @@ def poll(
         ) as pool,
     ):
         # Before the first fetch thread: workers forked now start with all imports done.
-        digester.start()
+        # A feed never fetched before will be parsed and signed for certain.
+        digester.start(will_sign=any(feed.body_hash is None for feed in feeds))
         started: dict[Future[Fetched], tuple[Feed, datetime]] = {}
         # At most `per_host` fetches from one host at a time, as the daemon does; feeds
         # are submitted round-robin across hosts so a waiting worker rarely blocks others.

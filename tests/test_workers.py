@@ -216,3 +216,17 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_signing_library_is_imported_only_when_needed() -> None:
+    # Importing datasketch loads scipy, 0.3 s of a process's start: a poll that meets
+    # only 304s and commands that do not sign must not pay it.
+    probe = (
+        "import sys, aggregator.cli, aggregator.pipeline\n"
+        "assert 'datasketch' not in sys.modules, 'imported at start'\n"
+        "from aggregator.dedup import load_library\n"
+        "load_library()\n"
+        "assert 'datasketch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
