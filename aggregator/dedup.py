@@ -89,15 +89,8 @@ class Signer:
         minhash.update_batch(encoded)
         return np.asarray(minhash.hashvalues, dtype="<u4").tobytes()
 
-    def sign(self, body_shingles: Iterable[str], lead_shingles: Iterable[str]) -> Signature:
-        return self.sign_encoded(
-            [s.encode("utf-8") for s in body_shingles], [s.encode("utf-8") for s in lead_shingles]
-        )
-
-    def sign_encoded(
-        self, body_shingles: Iterable[bytes], lead_shingles: Iterable[bytes]
-    ) -> Signature:
-        """sign() of shingles already encoded as UTF-8."""
+    def sign(self, body_shingles: Iterable[bytes], lead_shingles: Iterable[bytes]) -> Signature:
+        """Signatures of a body's and a lead's shingles, encoded as UTF-8."""
         return Signature(self._digest(body_shingles), self._digest(lead_shingles))
 
 

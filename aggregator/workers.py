@@ -90,7 +90,7 @@ def digest_text(
     view = signing_view(
         text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
     )
-    signature = _signer(settings).sign_encoded(view.shingles, view.lead_shingles)
+    signature = _signer(settings).sign(view.shingles, view.lead_shingles)
     return ItemDigest(
         line_keys=view.paragraph_keys,
         removed=view.paragraph_keys & boilerplate,

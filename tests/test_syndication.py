@@ -7,6 +7,8 @@ default `DedupSettings`, so the thresholds under test are the shipped ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -677,9 +679,15 @@ def test_among_credited_matches_the_closest_wins() -> None:
 # === dedup.Signer / CandidateIndex ===========================================================
 
 
+def encoded(shingles: Iterable[str]) -> list[bytes]:
+    return [shingle.encode("utf-8") for shingle in shingles]
+
+
 def sign(text: str, signer: Signer | None = None) -> Signature:
     prepared = prep(text)
-    return (signer or Signer(SETTINGS)).sign(prepared.shingles, prepared.lead_shingles)
+    return (signer or Signer(SETTINGS)).sign(
+        encoded(prepared.shingles), encoded(prepared.lead_shingles)
+    )
 
 
 INDEXED_AT = datetime(2026, 11, 20, tzinfo=UTC)
@@ -701,20 +709,33 @@ def test_signatures_are_raw_uint32_and_deterministic() -> None:
     assert isinstance(first.body, bytes) and isinstance(first.lead, bytes)
     assert first == second
     prepared = prep(ORIGINAL)
-    reordered = Signer(SETTINGS).sign(sorted(prepared.shingles), list(prepared.lead_shingles))
+    reordered = Signer(SETTINGS).sign(
+        encoded(sorted(prepared.shingles)), encoded(prepared.lead_shingles)
+    )
     assert reordered == first
+
+
+def test_one_signer_signs_from_many_threads_as_from_one() -> None:
+    texts = [ORIGINAL, SUMMARY, FLOWS, *(f"{ORIGINAL} Update {n}." for n in range(20))]
+    signer = Signer(SETTINGS)
+    alone = [sign(text, signer) for text in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda text: sign(text, signer), texts * 4))
+    assert together == alone * 4
 
 
 def test_signature_size_follows_num_perm() -> None:
     settings = replace(SETTINGS, num_perm=64)
     prepared = prep(SUMMARY)
-    signature = Signer(settings).sign(prepared.shingles, prepared.lead_shingles)
+    signature = Signer(settings).sign(encoded(prepared.shingles), encoded(prepared.lead_shingles))
     assert len(signature.body) == len(signature.lead) == 256
 
 
 def test_different_seeds_give_different_signatures() -> None:
     prepared = prep(ORIGINAL)
-    other = Signer(replace(SETTINGS, seed=2)).sign(prepared.shingles, prepared.lead_shingles)
+    other = Signer(replace(SETTINGS, seed=2)).sign(
+        encoded(prepared.shingles), encoded(prepared.lead_shingles)
+    )
     assert other.body != sign(ORIGINAL).body
 
 
