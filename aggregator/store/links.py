@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -86,12 +87,13 @@ class LinkStore:
 
     def learn_lines(self, feed_id: int, items: Sequence[Iterable[str]]) -> None:
         """Count each distinct line fingerprint once per item of the feed."""
-        for lines in items:
-            self._conn.executemany(
-                "INSERT INTO feed_lines (feed_id, line, items) VALUES (?, ?, 1) "
-                "ON CONFLICT(feed_id, line) DO UPDATE SET items = items + 1",
-                [(feed_id, line) for line in set(lines)],
-            )
+        # One statement for the batch: a feed's chrome repeats in most of its items.
+        counts = Counter(line for lines in items for line in set(lines))
+        self._conn.executemany(
+            "INSERT INTO feed_lines (feed_id, line, items) VALUES (?, ?, ?) "
+            "ON CONFLICT(feed_id, line) DO UPDATE SET items = items + excluded.items",
+            [(feed_id, line, count) for line, count in counts.items()],
+        )
         self._conn.execute(
             "UPDATE feeds SET learned_items = learned_items + ? WHERE id = ?",
             (len(items), feed_id),
