@@ -192,9 +192,7 @@ class Digester:
         signing is certain (a feed never fetched before): then the signing
         library is imported first, once for all workers.
         """
-        if will_sign and self._fork and self.parallel:
-            load_library()
-        pool = self._executor()
+        pool = self._executor(will_sign=will_sign)
         if pool is not None:
             # A first job makes ProcessPoolExecutor start all its processes now,
             # from this thread, before its own manager thread exists.
@@ -210,7 +208,8 @@ class Digester:
     def parallel(self) -> bool:
         return self.processes > 1
 
-    def _executor(self) -> ProcessPoolExecutor | None:
+    def _executor(self, *, will_sign: bool = True) -> ProcessPoolExecutor | None:
+        """The pool, started on first use; `will_sign`: its first jobs sign texts."""
         if not self.parallel:
             return None
         with self._lock:
@@ -220,6 +219,9 @@ class Digester:
                 # SIGKILLed parent. A pool started again after a failure is spawned.
                 fork = self._fork and threading.active_count() == 1
                 self._fork = False
+                if fork and will_sign:
+                    # Imported once here rather than by each forked worker.
+                    load_library()
                 self._pool = ProcessPoolExecutor(
                     self.processes,
                     mp_context=multiprocessing.get_context("fork" if fork else "spawn"),

@@ -221,12 +221,19 @@ def _alive(pid: int) -> bool:
 def test_the_signing_library_is_imported_only_when_needed() -> None:
     # Importing datasketch loads scipy, 0.3 s of a process's start: a poll that meets
     # only 304s and commands that do not sign must not pay it.
+    # Forked workers that will sign get it from their parent, imported once.
     probe = (
         "import sys, aggregator.cli, aggregator.pipeline\n"
+        "from aggregator.workers import Digester\n"
         "assert 'datasketch' not in sys.modules, 'imported at start'\n"
-        "from aggregator.dedup import load_library\n"
-        "load_library()\n"
-        "assert 'datasketch' in sys.modules\n"
+        "with Digester(2, fork=True) as idle:\n"
+        "    idle.start(will_sign=False)\n"
+        "assert 'datasketch' not in sys.modules, 'imported for a pool that may not sign'\n"
+        "from aggregator.models import DedupSettings\n"
+        "from aggregator.workers import Context\n"
+        "with Digester(2, fork=True) as lazy:\n"
+        "    lazy.texts([('Gold', 'Gold rose.', '')], Context(frozenset(), DedupSettings(), ()))\n"
+        "assert 'datasketch' in sys.modules, 'not imported before forking signers'\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
