@@ -265,14 +265,13 @@ class Linker:
             credits = digest.credits
             if digest.link_hosts:
                 credits |= _linked_publishers(digest.link_hosts, self._sites_now(), feed.publisher)
-            kept = "\n".join(digest.lines)
             self._store.save_signature(
                 item.item_id,
                 item.published,
                 signature.body,
                 signature.lead,
                 # Most items keep their whole body: the item row holds it already.
-                None if kept == item.text else kept,
+                None if digest.kept_text == item.text else digest.kept_text,
                 digest.shingle_count,
                 credits,
             )
@@ -344,13 +343,12 @@ class Linker:
         if not candidates:
             return []
         # What the candidates' stored texts are: the kept paragraphs they were signed from.
-        my_text = "\n".join(digest.lines)
-        kept = digest.line_keys - digest.removed
+        kept_keys = digest.line_keys - digest.removed
         matches: list[Match] = []
         for other, text in self._store.members(candidates).values():
             if abs(other.published - member.published) > window and other.id not in same_url:
                 continue
-            if text == my_text and kept.isdisjoint(boilerplate(other.feed_id)):
+            if text == digest.kept_text and kept_keys.isdisjoint(boilerplate(other.feed_id)):
                 # The same body once each feed's boilerplate is gone: nothing to prepare.
                 comparison = identical(digest.shingle_count, digest.figure_count)
                 shorter = digest.shingle_count

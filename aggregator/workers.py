@@ -48,10 +48,10 @@ class ItemDigest:
     line_keys: frozenset[str]
     # Those of line_keys that were boilerplate when the digest was made.
     removed: frozenset[str]
-    # The kept paragraphs, and the prepared body's shingle and figure counts. Not the
-    # prepared body itself (~180 KB): most items have no candidate, and the writer
-    # prepares the few that do, so it need not be made here.
-    lines: tuple[str, ...]
+    # The kept paragraphs, one a line (what signatures.text stores), and the prepared
+    # body's shingle and figure counts. Not the prepared body itself (~180 KB): most
+    # items have no candidate, and the writer prepares the few that do.
+    kept_text: str
     shingle_count: int
     figure_count: int
     signature: Signature
@@ -91,17 +91,18 @@ def digest_text(
         text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
     )
     signature = _signer(settings).sign(view.shingles, view.lead_shingles)
+    kept_text = "\n".join(view.lines)
     return ItemDigest(
         line_keys=view.paragraph_keys,
         removed=view.paragraph_keys & boilerplate,
-        lines=view.lines,
+        kept_text=kept_text,
         shingle_count=len(view.shingles),
         figure_count=view.figure_count,
         signature=signature,
         band_keys=band_keys(signature, band_layout(settings)),
         # From the body without the feed's boilerplate: a site-wide "market snapshot"
         # line would otherwise tag every story with the same tickers.
-        tickers=extract_tickers(title, "\n".join(view.lines)),
+        tickers=extract_tickers(title, kept_text),
         credits=credited_publishers(f"{title}\n{text}", publishers),
         link_hosts=link_hosts(html),
     )
