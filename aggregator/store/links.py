@@ -243,7 +243,7 @@ class LinkStore:
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             rows = self._conn.execute(
-                "SELECT id, feed_id, title, summary_text, content_text, canonical_url, "
+                f"SELECT id, feed_id, title, {BODY_TEXT}, canonical_url, "
                 "published, first_seen, summary_html, content_html "
                 f"FROM items WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
@@ -252,8 +252,7 @@ class LinkStore:
                 item_id,
                 feed_id,
                 title,
-                summary,
-                content,
+                text,
                 url,
                 published,
                 first_seen,
@@ -265,7 +264,7 @@ class LinkStore:
                     ItemText(
                         item_id=item_id,
                         title=title or "",
-                        text=content if len(content) >= len(summary) else summary,
+                        text=text or "",
                         canonical_url=url,
                         published=_time(published),
                         first_seen=_time(first_seen),
