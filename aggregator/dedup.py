@@ -13,7 +13,7 @@ import functools
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -132,6 +132,47 @@ def band_keys(signature: Signature, layout: Layout) -> bytes:
     return np.concatenate(parts).tobytes()
 
 
+def key_list(band_keys: bytes) -> list[int]:
+    """band_keys() as Python ints."""
+    keys: list[int] = np.frombuffer(band_keys, dtype=np.uint64).tolist()
+    return keys
+
+
+def hits_among(
+    many_band_keys: Sequence[bytes], per_band: int, first: int = 0
+) -> list[Counter[int]]:
+    """For each item from `first` on, the items before it in the list sharing bands with
+    it (by position), and how many: band_hits() as if all were filed one by one into an
+    empty index."""
+    found: list[Counter[int]] = [Counter() for _ in many_band_keys[first:]]
+    if len(many_band_keys) < 2:
+        return found
+    keys = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
+    owners = np.repeat(np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys])
+    # Stable: within a run of equal keys, earlier items first.
+    order = np.argsort(keys, kind="stable")
+    keys, owners = keys[order], owners[order]
+    later_parts, earlier_parts = [], []
+    # Each item with the one `distance` places before it in the same run: runs are
+    # short, and once no run is longer than `distance`, none is longer than the next.
+    for distance in range(1, per_band + 1):
+        at = np.flatnonzero(keys[distance:] == keys[:-distance]) + distance
+        if not at.size:
+            break
+        later_parts.append(owners[at])
+        earlier_parts.append(owners[at - distance])
+    if not later_parts:
+        return found
+    later, earlier = np.concatenate(later_parts), np.concatenate(earlier_parts)
+    wanted = later >= first
+    pairs, counts = np.unique(
+        later[wanted] * len(many_band_keys) + earlier[wanted], return_counts=True
+    )
+    for pair, count in zip(pairs.tolist(), counts.tolist(), strict=True):
+        found[pair // len(many_band_keys) - first][pair % len(many_band_keys)] = count
+    return found
+
+
 def _hash(values: np.ndarray, first: int) -> np.ndarray:
     """Band keys of values shaped (items, bands, rows)."""
     rows = values.shape[2]
@@ -142,6 +183,14 @@ def _hash(values: np.ndarray, first: int) -> np.ndarray:
     band_numbers = np.arange(first, first + values.shape[1], dtype=np.uint64)
     keys: np.ndarray = (mixed & _HASH_MASK) | (band_numbers << _BAND_SHIFT)
     return keys
+
+
+def best(hits: Counter[int], limit: int) -> set[int]:
+    """The `limit` items sharing the most bands, the newest (highest id) first among equals."""
+    if len(hits) <= limit:
+        return set(hits)
+    ranked = sorted(hits.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)
+    return {item_id for item_id, _ in ranked[:limit]}
 
 
 class CandidateIndex:
@@ -173,6 +222,7 @@ class CandidateIndex:
         self._slot_published = np.empty(0, dtype=np.float64)
         self._slot_live = np.empty(0, dtype=bool)
         self._live = 0
+        self._generation = 0
         # Items added since the last merge: id -> (band keys, published).
         self._recent: dict[int, tuple[np.ndarray, float]] = {}
         # Band key -> the one recent item filed under it, or a list when several are.
@@ -254,6 +304,7 @@ class CandidateIndex:
             if slots.size:
                 self._slot_live[slots] = False
                 self._live -= int(slots.size)
+                self._generation += 1
 
     def query(self, signature: Signature) -> set[int]:
         return self.query_keys(band_keys(signature, self._layouts))
@@ -269,25 +320,32 @@ class CandidateIndex:
         feed of identical bodies, a wire story carried everywhere) the ones kept
         are the closest copies, which place the item in its story as well.
         """
-        hits = self.band_hits(band_keys, per_band=limit)
-        if len(hits) <= limit:
-            return set(hits)
-        ranked = sorted(hits.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)
-        return {item_id for item_id, _ in ranked[:limit]}
+        return best(self.band_hits(band_keys, per_band=limit), limit)
 
     def band_hits(self, band_keys: bytes, per_band: int | None = None) -> Counter[int]:
         """Items sharing at least one band with `band_keys`, with how many they share.
 
         With `per_band`, only that many items filed under each band count (the later
-        ones added, as far as the arrays keep order): a band shared by thousands of
-        identical bodies costs no more than that.
+        ones added, as far as the arrays keep order), from the merged arrays and from
+        the recent items each: a band shared by thousands of identical bodies costs
+        no more than that.
         """
-        cap = per_band or len(self) + 1
-        keys = np.frombuffer(band_keys, dtype=np.uint64)
+        found = self.merged_hits([band_keys], per_band)[0]
+        found.update(self.recent_hits(band_keys, per_band))
+        return found
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever merged_hits() could answer differently (merges, removals)."""
+        return self._generation
+
+    def recent_hits(self, band_keys: bytes, per_band: int | None = None) -> Counter[int]:
+        """band_hits() among the items added since the last merge."""
         found: Counter[int] = Counter()
         if self._recent_keys:
+            cap = per_band or len(self._recent) + 1
             filed = self._recent_keys
-            for key in keys.tolist():
+            for key in key_list(band_keys):
                 holders = filed.get(key)
                 if holders is None:
                     continue
@@ -295,25 +353,57 @@ class CandidateIndex:
                     found[holders] += 1
                 else:
                     found.update(holders[-cap:])
-        if self._live:
-            # Most bands of a new story are found nowhere: look for the end of a run
-            # only where one starts. Sorted needles keep the binary searches local.
-            keys = np.sort(keys)
-            left = np.searchsorted(self._keys, keys, side="left")
-            inside = left < self._keys.size
-            hits = np.zeros(keys.size, dtype=bool)
-            hits[inside] = self._keys[left[inside]] == keys[inside]
-            if hits.any():
-                right = np.zeros_like(left)
-                right[hits] = np.searchsorted(self._keys, keys[hits], side="right")
-                slots = np.concatenate(
-                    [
-                        self._slots[max(lo, hi - cap) : hi]
-                        for lo, hi in zip(left[hits].tolist(), right[hits].tolist(), strict=True)
-                    ]
-                )
-                slots = slots[self._slot_live[slots]]
-                found.update(self._slot_ids[slots].tolist())
+        return found
+
+    def merged_hits(
+        self, many_band_keys: Sequence[bytes], per_band: int | None = None
+    ) -> list[Counter[int]]:
+        """band_hits() among merged items, for several items in one pass over the arrays.
+
+        Valid until `generation` changes: items added since stay in the recent dict
+        until a merge, which changes it.
+        """
+        found: list[Counter[int]] = [Counter() for _ in many_band_keys]
+        if not self._live or not many_band_keys:
+            return found
+        cap = per_band or self._keys.size
+        needles = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
+        owners = np.repeat(
+            np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys]
+        )
+        # Sorted needles keep the binary searches local. Most bands of a new story are
+        # found nowhere: look for the end of a run only where one starts.
+        order = np.argsort(needles)
+        needles, owners = needles[order], owners[order]
+        left = np.searchsorted(self._keys, needles, side="left")
+        inside = left < self._keys.size
+        hits = np.zeros(needles.size, dtype=bool)
+        hits[inside] = self._keys[left[inside]] == needles[inside]
+        if not hits.any():
+            return found
+        needles, left = needles[hits], left[hits]
+        # Most runs are one item long: search for their end only where the next key
+        # is the same (it lies in the same cache line).
+        right = left + 1
+        longer = np.flatnonzero(right < self._keys.size)
+        longer = longer[self._keys[right[longer]] == needles[longer]]
+        if longer.size:
+            right[longer] = np.searchsorted(self._keys, needles[longer], side="right")
+        left = np.maximum(left, right - cap)
+        lengths = right - left
+        # Every position of every run, flattened: run starts repeated, plus offsets.
+        ends = np.cumsum(lengths)
+        positions = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
+        slots = self._slots[positions + np.repeat(left, lengths)]
+        owners = np.repeat(owners[hits], lengths)
+        live = self._slot_live[slots]
+        ids, owners = self._slot_ids[slots[live]], owners[live]
+        by_owner = np.argsort(owners, kind="stable")
+        ids_in_order = ids[by_owner].tolist()
+        bounds = np.searchsorted(owners[by_owner], np.arange(len(many_band_keys) + 1)).tolist()
+        for number, counter in enumerate(found):
+            if bounds[number] < bounds[number + 1]:
+                counter.update(ids_in_order[bounds[number] : bounds[number + 1]])
         return found
 
     def prune(self, before: datetime) -> int:
@@ -326,6 +416,7 @@ class CandidateIndex:
         count = int(dark.sum())
         self._slot_live[dark] = False
         self._live -= count
+        self._generation += 1
         if self._dark() > max(self._BATCH, len(self._slot_ids) // 4):
             self._rebuild()
         return len(old) + count
@@ -402,6 +493,7 @@ class CandidateIndex:
         self._slot_published = np.concatenate([self._slot_published, published])
         self._slot_live = np.concatenate([self._slot_live, np.ones(len(ids), dtype=bool)])
         self._live += len(ids)
+        self._generation += 1
 
     def _rebuild(
         self,
@@ -433,6 +525,7 @@ class CandidateIndex:
         self._slot_published = np.concatenate(groups_published)
         self._slot_live = np.ones(len(self._slot_ids), dtype=bool)
         self._live = len(self._slot_ids)
+        self._generation += 1
         # Column b holds band b's keys, and the band number is each key's top byte:
         # sorting band by band and laying the bands end to end sorts the whole array,
         # in under half the time of one sort over everything (measured at 200,000).

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from aggregator.dedup import CandidateIndex, parameters
+from aggregator.dedup import CandidateIndex, best, hits_among, parameters
 from aggregator.errors import AggregatorError
 from aggregator.models import (
     ChangeStatus,
@@ -25,6 +25,7 @@ from aggregator.models import (
     ItemText,
     Link,
     Member,
+    ParsedEntry,
     PreparedText,
     Relation,
     Settings,
@@ -50,7 +51,7 @@ from aggregator.text import (
     site_host,
     tokens,
 )
-from aggregator.workers import ItemDigest, digest_text
+from aggregator.workers import ItemDigest, Pair, Weighed, digest_text
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class Linker:
         self._pending: list[int] = []
         # Feeds' learned boilerplate as read in the open transaction.
         self._boilerplate: dict[int, frozenset[str]] = {}
+        # Pairs weighed beforehand in worker processes (see weigh_ahead).
+        self._weighed: dict[Pair, Weighed] = {}
+        # Pairs weighed by compare(): "ahead" (in workers, beforehand) or "here".
+        self.weighings: Counter[str] = Counter()
         self._last_prune: datetime | None = None
         self._sites: dict[str, str] | None = None
         self._site_rows: list[tuple[str, str]] = []
@@ -149,10 +154,12 @@ class Linker:
                 self._index.remove(item_id)
         self._pending.clear()
         self._boilerplate.clear()
+        self._weighed.clear()
 
     def commit(self) -> None:
         self._pending.clear()
         self._boilerplate.clear()
+        self._weighed.clear()
 
     # -- linking ------------------------------------------------------------------------
 
@@ -247,8 +254,9 @@ class Linker:
         with_url = self._store.items_with_urls(
             item.canonical_url for item in items if item.item_id in fresh and item.canonical_url
         )
-        found: Counter[str] = Counter()
-        for item in sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id)):
+        ordered = sorted(items, key=lambda i: (i.published, i.first_seen, i.item_id))
+        ready: dict[int, ItemDigest] = {}
+        for item in ordered:
             digest = digests.get(item.item_id)
             if digest is None or not digest.valid_for(boilerplate(feed.id)):
                 digest = digest_text(
@@ -259,6 +267,13 @@ class Linker:
                     self.publishers,
                     item.html,
                 )
+            ready[item.item_id] = digest
+        candidates = _Candidates(
+            index, {i.item_id: ready[i.item_id].band_keys for i in ordered if i.item_id in fresh}
+        )
+        found: Counter[str] = Counter()
+        for item in ordered:
+            digest = ready[item.item_id]
             signature = digest.signature
             lazy = _Lazy(item.text, boilerplate(feed.id), self._prepare)
             self._store.set_tickers(item.item_id, digest.tickers, new=item.item_id in inserted)
@@ -287,7 +302,9 @@ class Linker:
                     story_id=item.item_id,
                 )
                 same_url = with_url.get(item.canonical_url or "", ())
-                kind = self._place(feed, member, item, lazy, digest, index, boilerplate, same_url)
+                kind = self._place(
+                    feed, member, item, lazy, digest, candidates, boilerplate, same_url
+                )
                 found[kind] += 1
             index.add_keys(
                 item.item_id, digest.band_keys, item.published, new=item.item_id in fresh
@@ -295,6 +312,65 @@ class Linker:
             self._pending.append(item.item_id)
         self._prune(now)
         return found
+
+    def use_weighed(self, weighed: Mapping[Pair, Weighed]) -> None:
+        """Weighings made beforehand (weigh_ahead), used until the transaction ends."""
+        self._weighed.update(weighed)
+
+    def weigh_ahead(
+        self,
+        batch: Sequence[tuple[Feed, Sequence[ParsedEntry], Sequence[ItemDigest]]],
+        before: Sequence[tuple[Feed, Sequence[ParsedEntry], Sequence[ItemDigest]]] = (),
+    ) -> list[Pair]:
+        """The pairs that linking `batch` will probably weigh, to be weighed elsewhere first.
+
+        `batch` holds new entries with their digests, in the order they will be
+        linked, after those of `before` (linked first, and not weighed here).
+        Read-only: the candidates are found as _matches() will find them, against
+        the index and the boilerplate as they stand now. A guess that turns out
+        wrong (a feed learns new boilerplate meanwhile) costs only the work: a
+        weighing is used only for exactly the texts and boilerplate it was made of.
+        """
+        index = self._index
+        entries = [
+            (feed, entry, digest)
+            for feed, group, digests in (*before, *batch)
+            for entry, digest in zip(group, digests, strict=True)
+        ]
+        first = sum(len(group) for _, group, _ in before)
+        if len(entries) == first:
+            return []
+        keys = [digest.band_keys for _, _, digest in entries]
+        mine = keys[first:]
+        hits = index.merged_hits(mine, MAX_CANDIDATES) if index else [Counter() for _ in mine]
+        # Entries of both batches rank as the newest, in the order they will be stored.
+        newest = 1 << 62
+        chosen: list[set[int]] = []
+        among = hits_among(keys, MAX_CANDIDATES, first)
+        for found, in_batch, band_keys in zip(hits, among, mine, strict=True):
+            if index is not None:
+                found.update(index.recent_hits(band_keys, MAX_CANDIDATES))
+            found.update({newest + position: count for position, count in in_batch.items()})
+            chosen.append(best(found, MAX_CANDIDATES))
+        stored = self._store.members({c for ids in chosen for c in ids if c < newest})
+        boilerplate = _Boilerplate(self._store, self._settings, {})
+        window = timedelta(seconds=self._settings.window)
+        pairs: list[Pair] = []
+        for (feed, entry, digest), ids in zip(entries[first:], chosen, strict=True):
+            for candidate in sorted(ids):
+                if candidate >= newest:
+                    other_feed, other_entry, other_digest = entries[candidate - newest]
+                    feed_id, published = other_feed.id, other_entry.published
+                    text = other_digest.kept_text
+                elif candidate in stored:
+                    other, text = stored[candidate]
+                    feed_id, published = other.feed_id, other.published
+                else:
+                    continue
+                if abs(published - entry.published) > window or text == digest.kept_text:
+                    continue
+                pairs.append((entry.body_text, boilerplate(feed.id), text, boilerplate(feed_id)))
+        return pairs
 
     def _sites_now(self) -> dict[str, str]:
         if self._sites is None or self._sites_stale:
@@ -330,12 +406,12 @@ class Linker:
         item: ItemText,
         lazy: _Lazy,
         digest: ItemDigest,
-        index: CandidateIndex,
+        candidates_of: _Candidates,
         boilerplate: _Boilerplate,
         stored_at_url: Sequence[int],
     ) -> list[Match]:
         window = timedelta(seconds=self._settings.window)
-        candidates = index.query_best(digest.band_keys, MAX_CANDIDATES)
+        candidates = candidates_of(member.id)
         # Up to 20 others at the item's address (a republished page keeps its URL).
         same_url = set([other for other in stored_at_url if other != member.id][:20])
         candidates |= same_url
@@ -353,10 +429,17 @@ class Linker:
                 comparison = identical(digest.shingle_count, digest.figure_count)
                 shorter = digest.shingle_count
             else:
-                prepared = lazy()
-                theirs = self._prepare(text, boilerplate(other.feed_id))
-                comparison = compare(prepared, theirs, self._settings.shingle_size)
-                shorter = min(len(prepared.shingles), len(theirs.shingles))
+                pair = (item.text, boilerplate(member.feed_id), text, boilerplate(other.feed_id))
+                weighed = self._weighed.get(pair) if self._weighed else None
+                if weighed is None:
+                    self.weighings["here"] += 1
+                    prepared = lazy()
+                    theirs = self._prepare(text, boilerplate(other.feed_id))
+                    comparison = compare(prepared, theirs, self._settings.shingle_size)
+                    shorter = min(len(prepared.shingles), len(theirs.shingles))
+                else:
+                    self.weighings["ahead"] += 1
+                    comparison, shorter = weighed
             same_publisher = other.publisher.casefold() == member.publisher.casefold()
             correction = same_publisher and (
                 is_correction(member.title) or is_correction(other.title)
@@ -384,11 +467,13 @@ class Linker:
         item: ItemText,
         lazy: _Lazy,
         digest: ItemDigest,
-        index: CandidateIndex,
+        candidates_of: _Candidates,
         boilerplate: _Boilerplate,
         stored_at_url: Sequence[int],
     ) -> str:
-        matches = self._matches(member, item, lazy, digest, index, boilerplate, stored_at_url)
+        matches = self._matches(
+            member, item, lazy, digest, candidates_of, boilerplate, stored_at_url
+        )
         if not matches:
             self._store.set_link(_original(member.id))
             return Relation.ORIGINAL.value
@@ -462,6 +547,35 @@ class Linker:
         self, prepared: PreparedText, other: Member, boilerplate: _Boilerplate
     ) -> Comparison:
         return compare(prepared, self._stored(other, boilerplate), self._settings.shingle_size)
+
+
+class _Candidates:
+    """The candidates of one call's new items, as CandidateIndex.query_best() finds them.
+
+    The merged arrays are searched once for all the items (a search per item cost
+    more in numpy's call overhead than in searching); items filed since are in the
+    index's recent dict, asked item by item. A merge or removal in between makes the
+    rest be searched again.
+    """
+
+    def __init__(self, index: CandidateIndex, band_keys: dict[int, bytes]) -> None:
+        self._index = index
+        self._band_keys = band_keys
+        self._merged: dict[int, Counter[int]] = {}
+        self._generation = -1
+
+    def __call__(self, item_id: int) -> set[int]:
+        index = self._index
+        keys = self._band_keys[item_id]
+        if index.generation != self._generation or item_id not in self._merged:
+            ids = list(self._band_keys)
+            rest = ids[ids.index(item_id) :]
+            found = index.merged_hits([self._band_keys[i] for i in rest], MAX_CANDIDATES)
+            self._merged = dict(zip(rest, found, strict=True))
+            self._generation = index.generation
+        hits = self._merged.pop(item_id)
+        hits.update(index.recent_hits(keys, MAX_CANDIDATES))
+        return best(hits, MAX_CANDIDATES)
 
 
 class _Lazy:

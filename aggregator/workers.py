@@ -29,9 +29,16 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout, load_library
 from aggregator.errors import ParseError
-from aggregator.models import HASH_PREFIX, DedupSettings, ParsedFeed
+from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed
 from aggregator.parse import parse_feed
-from aggregator.text import credited_publishers, extract_tickers, link_hosts, signing_view
+from aggregator.syndication import compare
+from aggregator.text import (
+    credited_publishers,
+    extract_tickers,
+    link_hosts,
+    prepare_body,
+    signing_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,35 @@ def digest_body(
         if entry.content_hash[:HASH_PREFIX] not in context.known
     }
     return FeedDigest(parsed, None, items)
+
+
+# A new item and a candidate, each as the linker prepares it: (text, its feed's
+# boilerplate). The linker's key for a weighing made beforehand.
+Pair = tuple[str, frozenset[str], str, frozenset[str]]
+# compare() of the two prepared texts, and the smaller one's shingle count.
+Weighed = tuple[Comparison, int]
+
+
+def weigh_pairs(pairs: Sequence[Pair], settings: DedupSettings) -> list[Weighed]:
+    """What Linker._matches works out for each pair when nothing was weighed beforehand."""
+    weighed = []
+    for text, boilerplate, other, other_boilerplate in pairs:
+        mine = prepare_body(
+            text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
+        )
+        theirs = prepare_body(
+            other,
+            other_boilerplate,
+            shingle_size=settings.shingle_size,
+            lead_words=settings.lead_words,
+        )
+        weighed.append(
+            (
+                compare(mine, theirs, settings.shingle_size),
+                min(len(mine.shingles), len(theirs.shingles)),
+            )
+        )
+    return weighed
 
 
 def _die_with_parent(parent: int) -> None:
@@ -274,6 +310,47 @@ class Digester:
                 log.warning("worker process failed (%s); digesting here instead", e)
                 self._reset()
                 return here()
+
+        return wait
+
+    def weigh_later(
+        self, pairs: Sequence[Pair], settings: DedupSettings
+    ) -> Callable[[], dict[Pair, Weighed]]:
+        """Start weighing `pairs` in the workers; the returned call waits for them.
+
+        A pair that cannot be weighed there (no workers, a worker lost) is left
+        out: the linker weighs what it does not find itself.
+        """
+        pool = self._executor()
+        if pool is None or not pairs:
+            return dict
+        # A new item's pairs stay together, so each worker prepares its text once.
+        size = -(-len(pairs) // self.processes)
+        chunks = []
+        start = 0
+        while start < len(pairs):
+            end = min(start + size, len(pairs))
+            while end < len(pairs) and pairs[end][0] == pairs[end - 1][0]:
+                end += 1
+            chunks.append(pairs[start:end])
+            start = end
+        try:
+            futures = [(chunk, pool.submit(weigh_pairs, chunk, settings)) for chunk in chunks]
+        except (BrokenProcessPool, RuntimeError) as e:
+            log.warning("worker process failed (%s); weighing on the writer instead", e)
+            self._reset()
+            return dict
+
+        def wait() -> dict[Pair, Weighed]:
+            weighed: dict[Pair, Weighed] = {}
+            for chunk, future in futures:
+                try:
+                    weighed.update(zip(chunk, future.result(), strict=True))
+                except (BrokenProcessPool, RuntimeError) as e:
+                    log.warning("worker process failed (%s); weighing on the writer instead", e)
+                    self._reset()
+                    break
+            return weighed
 
         return wait
 

@@ -12,8 +12,10 @@ Each run is a fresh child process (so that its peak RSS is the import's, not the
 generator's), which times the whole import and, separately, the dedup stage on the
 writer: the time spent in `Linker.link_changes` (LSH candidates, verdict, the writes of
 signatures and links, and preparing and signing any item the worker processes did not
-digest beforehand), measured by wrapping that method here. Peak RSS is reported for the
-measuring process and for its worker processes (`--processes`, default one per core).
+digest or weigh beforehand) and in `Linker.weigh_ahead` (finding the pairs of texts the
+worker processes weigh beforehand), measured by wrapping those methods here. Peak RSS
+and CPU seconds are reported for the measuring process and for its worker processes
+(`--processes`, default one per core), with how many pairs were weighed ahead.
 It reports the index's own size estimate (`CandidateIndex.memory_bytes`) per item, the
 links made by relation, and pairwise precision/recall against the generator's groups.
 
@@ -87,23 +89,36 @@ def settings_for(db: Path, processes: int) -> Settings:
 
 
 class DedupTimer:
-    """Wraps `Linker.link_changes` to add up its wall time and remember the linker."""
+    """Adds up the writer's wall time in the dedup stage and remembers the linker.
+
+    That is `Linker.link_changes` (candidates, verdicts, the writes of signatures and
+    links, and preparing any pair of texts not weighed beforehand) and
+    `Linker.weigh_ahead` (finding the pairs that worker processes weigh beforehand).
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.linker: Linker | None = None
-        original = Linker.link_changes
         timer = self
 
-        def timed(linker: Linker, *args: Any, **kwargs: Any) -> Counter[str]:
-            timer.linker = linker
-            started = time.perf_counter()
-            try:
-                return original(linker, *args, **kwargs)
-            finally:
-                timer.seconds += time.perf_counter() - started
+        def timed(original: Any) -> Any:
+            def wrapper(linker: Linker, *args: Any, **kwargs: Any) -> Any:
+                timer.linker = linker
+                started = time.perf_counter()
+                try:
+                    return original(linker, *args, **kwargs)
+                finally:
+                    timer.seconds += time.perf_counter() - started
 
-        Linker.link_changes = timed  # type: ignore[method-assign]
+            return wrapper
+
+        Linker.link_changes = timed(Linker.link_changes)  # type: ignore[method-assign]
+        Linker.weigh_ahead = timed(Linker.weigh_ahead)  # type: ignore[method-assign]
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def pair_metrics(db: Path) -> dict[str, float | int]:
@@ -208,6 +223,11 @@ def measure(jsonl: Path, db: Path, now: datetime, processes: int, compare: int) 
         # ru_maxrss is in KiB on Linux. The import links on this process; children
         # would be worker processes, if any were started.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # CPU of this process (the writer, reading and dispatching) and of the worker
+        # processes (digesting texts and weighing pairs), which have ended by now.
+        "writer_cpu_seconds": cpu_seconds(resource.RUSAGE_SELF),
+        "workers_cpu_seconds": cpu_seconds(resource.RUSAGE_CHILDREN),
+        "weighings": dict(result.weighings),
         "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "indexed": indexed,
         "index_bytes_per_item": index.memory_bytes() / indexed if index and indexed else 0.0,
@@ -279,7 +299,10 @@ def main() -> int:
                 f"{figures['dedup_seconds']:.1f}s ({figures['new'] / figures['dedup_seconds']:.0f}"
                 f" items/s), peak RSS {figures['peak_rss_mb']:.0f} MB "
                 f"(children {figures['children_peak_rss_mb']:.0f} MB), "
-                f"database {figures['db_mb']:.0f} MB",
+                f"database {figures['db_mb']:.0f} MB; CPU writer process "
+                f"{figures['writer_cpu_seconds']:.1f}s, workers "
+                f"{figures['workers_cpu_seconds']:.1f}s; pairs weighed ahead/on the writer "
+                f"{figures['weighings'].get('ahead', 0)}/{figures['weighings'].get('here', 0)}",
                 flush=True,
             )
     first = runs[0]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aggregator.dedup import CandidateIndex, band_layout
 from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
 from aggregator.syndication import Match, choose_parent, compare, is_copy
@@ -276,3 +279,43 @@ def test_normalize_space_skips_only_scans_that_would_change_nothing(text: str) -
     )
     lines = (line.strip() for line in expected.split("\n"))
     assert normalize_space(text) == "\n".join(line for line in lines if line)
+
+
+# An index's life: items filed under one key a band, each band's key drawn from a few
+# (so items collide in some bands), some items removed or filed anew, merges at any
+# point; then questions from several items at once.
+_BANDS = sum(bands for bands, _, _ in band_layout(DedupSettings()))
+band_values = st.lists(st.integers(0, 3), min_size=_BANDS, max_size=_BANDS).map(
+    lambda values: frozenset((band << 56) | value for band, value in enumerate(values))
+)
+index_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "add", "add", "remove", "merge"]), st.integers(1, 12), band_values
+    ),
+    max_size=40,
+)
+
+
+@EXAMPLES
+@given(index_steps, st.lists(band_values, max_size=5))
+def test_index_hits_count_shared_keys_of_live_items_however_asked(
+    steps: list[tuple[str, int, frozenset[int]]], questions: list[frozenset[int]]
+) -> None:
+    index = CandidateIndex(DedupSettings())
+    filed: dict[int, frozenset[int]] = {}
+    for action, item_id, keys in steps:
+        if action == "add":
+            index.add_keys(item_id, np.array(sorted(keys), dtype=np.uint64).tobytes(), NOW)
+            filed[item_id] = keys
+        elif action == "remove":
+            index.remove(item_id)
+            filed.pop(item_id, None)
+        elif index._recent:
+            index._merge_recent()
+    asked = [np.array(sorted(q), dtype=np.uint64).tobytes() for q in questions]
+    expected = [
+        Counter({i: len(keys & q) for i, keys in filed.items() if keys & q}) for q in questions
+    ]
+    assert [index.band_hits(keys) for keys in asked] == expected
+    together = index.merged_hits(asked)
+    assert [m + index.recent_hits(k) for m, k in zip(together, asked, strict=True)] == expected
