@@ -132,6 +132,14 @@ def band_keys(signature: Signature, layout: Layout) -> bytes:
     return np.concatenate(parts).tobytes()
 
 
+def _merged(
+    keys: np.ndarray, slots: np.ndarray, more_keys: np.ndarray, more_slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted key arrays (with their slots) as one; within a key, `keys`' first."""
+    at = np.searchsorted(keys, more_keys, side="right")
+    return np.insert(keys, at, more_keys), np.insert(slots, at, more_slots)
+
+
 def key_list(band_keys: bytes) -> list[int]:
     """band_keys() as Python ints."""
     keys: list[int] = np.frombuffer(band_keys, dtype=np.uint64).tolist()
@@ -202,27 +210,44 @@ class CandidateIndex:
     rules out a large window in memory. Here each band of each item is 12 bytes:
     its key in one sorted uint64 array and the item's slot in a parallel uint32
     array; per slot, the item id, its publish time and whether it is still live.
-    New items wait in a dict and are merged into the arrays a batch at a time;
+    New items wait in a dict and are merged a batch at a time into a young pair of
+    arrays, which are merged into the main pair when they hold 1/16 as much;
     removed items only go dark, and the arrays are compacted when a quarter is dark.
     """
 
-    # Items held in the dict before a merge: ~5 KB each there, ~850 bytes once merged.
-    # A merge moves every array entry once, so the batch grows with the index: 1/64 of
-    # it keeps both the dict's share of memory and the merges' share of time small.
-    # The floor was 1,024 until a 20,000-item import measured 1,014 bytes an item,
-    # most of it the dict; at 256 it measured 927, and the import was no slower.
+    # Items held in the dict before a merge into the young arrays: ~5 KB each there,
+    # ~850 bytes once merged. 1/512 of the index, at least 256: the dict's share of
+    # memory stays small (a 20,000-item import measured 1,014 bytes an item with a
+    # floor of 1,024, 927 with 256).
     _BATCH = 256
+    _BATCH_SHARE = 512
+    # The young arrays are merged into the main ones when they hold this share of them.
+    # A merge moves every entry of the arrays it merges into, so both merges cost a
+    # constant amount per item (about 16 moves of each entry), where one level with
+    # the dict merged straight into the main arrays at 1/64 cost 64, a seventh of the
+    # writer's time at 200,000 items (docs/design.md, "The candidate index").
+    _YOUNG_SHARE = 16
+    # Main-array answers kept for items asked about ahead (see merged_hits): an import
+    # asks about one batch (500 items) ahead of the one it links.
+    _REMEMBERED = 1024
 
     def __init__(self, settings: DedupSettings) -> None:
         self._layouts = band_layout(settings)
         self._per_item = sum(bands for bands, _, _ in self._layouts)
         self._keys = np.empty(0, dtype=np.uint64)
         self._slots = np.empty(0, dtype=np.uint32)
+        self._young_keys = np.empty(0, dtype=np.uint64)
+        self._young_slots = np.empty(0, dtype=np.uint32)
         self._slot_ids = np.empty(0, dtype=np.int64)
         self._slot_published = np.empty(0, dtype=np.float64)
         self._slot_live = np.empty(0, dtype=bool)
         self._live = 0
         self._generation = 0
+        # Changes whenever the main arrays could answer differently; what they answered
+        # for band keys asked about ahead, at that generation.
+        self._main_generation = 0
+        self._remembered: dict[tuple[bytes, int | None], Counter[int]] = {}
+        self._remembered_generation = 0
         # Items added since the last merge: id -> (band keys, published).
         self._recent: dict[int, tuple[np.ndarray, float]] = {}
         # Band key -> the one recent item filed under it, or a list when several are.
@@ -246,6 +271,8 @@ class CandidateIndex:
             for a in (
                 self._keys,
                 self._slots,
+                self._young_keys,
+                self._young_slots,
                 self._slot_ids,
                 self._slot_published,
                 self._slot_live,
@@ -257,7 +284,11 @@ class CandidateIndex:
             32 + (sys.getsizeof(ids) if isinstance(ids, list) else 28)
             for ids in self._recent_keys.values()
         )
-        return arrays + bookkeeping + entries
+        remembered = sys.getsizeof(self._remembered) + sum(
+            sys.getsizeof(keys) + sys.getsizeof(answer) + 72 * len(answer)
+            for (keys, _), answer in self._remembered.items()
+        )
+        return arrays + bookkeeping + entries + remembered
 
     def add(self, item_id: int, signature: Signature, published: datetime) -> None:
         self.add_keys(item_id, band_keys(signature, self._layouts), published)
@@ -283,7 +314,7 @@ class CandidateIndex:
                 filed[key] = [holders, item_id]
             else:
                 holders.append(item_id)
-        if len(self._recent) >= max(self._BATCH, self._live // 64):
+        if len(self._recent) >= max(self._BATCH, self._live // self._BATCH_SHARE):
             self._merge_recent()
 
     def remove(self, item_id: int) -> None:
@@ -304,7 +335,7 @@ class CandidateIndex:
             if slots.size:
                 self._slot_live[slots] = False
                 self._live -= int(slots.size)
-                self._generation += 1
+                self._changed(main=True)
 
     def query(self, signature: Signature) -> set[int]:
         return self.query_keys(band_keys(signature, self._layouts))
@@ -356,17 +387,58 @@ class CandidateIndex:
         return found
 
     def merged_hits(
-        self, many_band_keys: Sequence[bytes], per_band: int | None = None
+        self,
+        many_band_keys: Sequence[bytes],
+        per_band: int | None = None,
+        *,
+        ahead: bool = False,
     ) -> list[Counter[int]]:
         """band_hits() among merged items, for several items in one pass over the arrays.
 
         Valid until `generation` changes: items added since stay in the recent dict
-        until a merge, which changes it.
+        until a merge, which changes it. Asked `ahead` (for items to be linked later),
+        the main arrays' answers are also kept, and the next question about the same
+        band keys takes its answer from there if those arrays have not changed since:
+        searching them is bound by memory latency, the young arrays' much less.
         """
+        if self._remembered_generation != self._main_generation:
+            self._remembered.clear()
+            self._remembered_generation = self._main_generation
+        found: list[Counter[int] | None] = []
+        searched: list[bytes] = []
+        for keys in many_band_keys:
+            kept = self._remembered.get((keys, per_band))
+            found.append(kept.copy() if kept is not None else None)
+            if kept is None:
+                searched.append(keys)
+        main = iter(self._run_hits(self._keys, self._slots, searched, per_band))
+        answers: list[Counter[int]] = []
+        for keys, kept in zip(many_band_keys, found, strict=True):
+            if kept is None:
+                kept = next(main)
+                if ahead:
+                    self._remembered[keys, per_band] = kept.copy()
+            answers.append(kept)
+        # The oldest answers go first: they were for items linked by now.
+        while len(self._remembered) > self._REMEMBERED:
+            del self._remembered[next(iter(self._remembered))]
+        young = self._run_hits(self._young_keys, self._young_slots, many_band_keys, per_band)
+        for answer, more in zip(answers, young, strict=True):
+            answer.update(more)
+        return answers
+
+    def _run_hits(
+        self,
+        run_keys: np.ndarray,
+        run_slots: np.ndarray,
+        many_band_keys: Sequence[bytes],
+        per_band: int | None,
+    ) -> list[Counter[int]]:
+        """band_hits() among the items of one pair of sorted arrays."""
         found: list[Counter[int]] = [Counter() for _ in many_band_keys]
-        if not self._live or not many_band_keys:
+        if not run_keys.size or not many_band_keys:
             return found
-        cap = per_band or self._keys.size
+        cap = per_band or run_keys.size
         needles = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
         owners = np.repeat(
             np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys]
@@ -375,26 +447,26 @@ class CandidateIndex:
         # found nowhere: look for the end of a run only where one starts.
         order = np.argsort(needles)
         needles, owners = needles[order], owners[order]
-        left = np.searchsorted(self._keys, needles, side="left")
-        inside = left < self._keys.size
+        left = np.searchsorted(run_keys, needles, side="left")
+        inside = left < run_keys.size
         hits = np.zeros(needles.size, dtype=bool)
-        hits[inside] = self._keys[left[inside]] == needles[inside]
+        hits[inside] = run_keys[left[inside]] == needles[inside]
         if not hits.any():
             return found
         needles, left = needles[hits], left[hits]
         # Most runs are one item long: search for their end only where the next key
         # is the same (it lies in the same cache line).
         right = left + 1
-        longer = np.flatnonzero(right < self._keys.size)
-        longer = longer[self._keys[right[longer]] == needles[longer]]
+        longer = np.flatnonzero(right < run_keys.size)
+        longer = longer[run_keys[right[longer]] == needles[longer]]
         if longer.size:
-            right[longer] = np.searchsorted(self._keys, needles[longer], side="right")
+            right[longer] = np.searchsorted(run_keys, needles[longer], side="right")
         left = np.maximum(left, right - cap)
         lengths = right - left
         # Every position of every run, flattened: run starts repeated, plus offsets.
         ends = np.cumsum(lengths)
         positions = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
-        slots = self._slots[positions + np.repeat(left, lengths)]
+        slots = run_slots[positions + np.repeat(left, lengths)]
         owners = np.repeat(owners[hits], lengths)
         live = self._slot_live[slots]
         ids, owners = self._slot_ids[slots[live]], owners[live]
@@ -406,6 +478,11 @@ class CandidateIndex:
                 counter.update(ids_in_order[bounds[number] : bounds[number + 1]])
         return found
 
+    def _changed(self, *, main: bool) -> None:
+        self._generation += 1
+        if main:
+            self._main_generation += 1
+
     def prune(self, before: datetime) -> int:
         """Forget items published before `before`; returns how many."""
         cutoff = before.timestamp()
@@ -416,7 +493,8 @@ class CandidateIndex:
         count = int(dark.sum())
         self._slot_live[dark] = False
         self._live -= count
-        self._generation += 1
+        if count:
+            self._changed(main=True)
         if self._dark() > max(self._BATCH, len(self._slot_ids) // 4):
             self._rebuild()
         return len(old) + count
@@ -475,7 +553,8 @@ class CandidateIndex:
         return keys, np.array(ids, dtype=np.int64), published
 
     def _merge_recent(self) -> None:
-        """Insert the recent items into the sorted arrays (a merge, not a re-sort)."""
+        """Insert the recent items into the young arrays, and those into the main ones
+        when they have grown enough (merges, not re-sorts)."""
         if self._dark() > max(self._BATCH, len(self._slot_ids) // 4):
             self._rebuild()
             return
@@ -484,16 +563,21 @@ class CandidateIndex:
         flat = keys.reshape(-1)
         slots = np.repeat(np.arange(first, first + len(ids), dtype=np.uint32), self._per_item)
         order = np.argsort(flat)
-        flat, slots = flat[order], slots[order]
-        # After equal keys already there: within a key, older items come first.
-        at = np.searchsorted(self._keys, flat, side="right")
-        self._keys = np.insert(self._keys, at, flat)
-        self._slots = np.insert(self._slots, at, slots)
+        self._young_keys, self._young_slots = _merged(
+            self._young_keys, self._young_slots, flat[order], slots[order]
+        )
         self._slot_ids = np.concatenate([self._slot_ids, ids])
         self._slot_published = np.concatenate([self._slot_published, published])
         self._slot_live = np.concatenate([self._slot_live, np.ones(len(ids), dtype=bool)])
         self._live += len(ids)
-        self._generation += 1
+        main = self._young_keys.size * self._YOUNG_SHARE >= self._keys.size
+        if main:
+            self._keys, self._slots = _merged(
+                self._keys, self._slots, self._young_keys, self._young_slots
+            )
+            self._young_keys = np.empty(0, dtype=np.uint64)
+            self._young_slots = np.empty(0, dtype=np.uint32)
+        self._changed(main=main)
 
     def _rebuild(
         self,
@@ -506,9 +590,11 @@ class CandidateIndex:
         live = np.flatnonzero(self._slot_live)
         groups_keys = [np.empty((0, per_item), dtype=np.uint64)]
         if len(live):
-            # Each merged item's keys, found back from the arrays by slot.
-            order = np.argsort(self._slots, kind="stable")
-            groups_keys.append(self._keys[order].reshape(-1, per_item)[live])
+            # Each merged item's keys, found back from both pairs of arrays by slot.
+            all_slots = np.concatenate([self._slots, self._young_slots])
+            order = np.argsort(all_slots, kind="stable")
+            all_keys = np.concatenate([self._keys, self._young_keys])
+            groups_keys.append(all_keys[order].reshape(-1, per_item)[live])
         groups_ids = [self._slot_ids[live]]
         groups_published = [self._slot_published[live]]
         if self._recent:
@@ -525,7 +611,7 @@ class CandidateIndex:
         self._slot_published = np.concatenate(groups_published)
         self._slot_live = np.ones(len(self._slot_ids), dtype=bool)
         self._live = len(self._slot_ids)
-        self._generation += 1
+        self._changed(main=True)
         # Column b holds band b's keys, and the band number is each key's top byte:
         # sorting band by band and laying the bands end to end sorts the whole array,
         # in under half the time of one sort over everything (measured at 200,000).
@@ -534,6 +620,8 @@ class CandidateIndex:
         del keys
         self._keys = np.empty(count * per_item, dtype=np.uint64)
         self._slots = np.empty(count * per_item, dtype=np.uint32)
+        self._young_keys = np.empty(0, dtype=np.uint64)
+        self._young_slots = np.empty(0, dtype=np.uint32)
         for band in range(per_item):
             # Equal keys may come out in any order: queries take every slot of a key,
             # and only a run longer than a query's cap loses members (any of them).

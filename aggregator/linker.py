@@ -342,7 +342,11 @@ class Linker:
             return []
         keys = [digest.band_keys for _, _, digest in entries]
         mine = keys[first:]
-        hits = index.merged_hits(mine, MAX_CANDIDATES) if index else [Counter() for _ in mine]
+        hits = (
+            index.merged_hits(mine, MAX_CANDIDATES, ahead=True)
+            if index
+            else [Counter() for _ in mine]
+        )
         # Entries of both batches rank as the newest, in the order they will be stored.
         newest = 1 << 62
         chosen: list[set[int]] = []

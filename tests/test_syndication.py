@@ -7,6 +7,7 @@ default `DedupSettings`, so the thresholds under test are the shipped ones.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.dedup import CandidateIndex, Signature, Signer
+from aggregator.dedup import CandidateIndex, Signature, Signer, band_keys, band_layout
 from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
 from aggregator.syndication import (
     Match,
@@ -833,3 +834,21 @@ def test_index_merges_by_itself_as_it_grows() -> None:
         index.add(number, signature, INDEXED_AT)
     assert len(index._recent) == 10 and len(index) == count
     assert index.query(sign(CHROME)) == set(range(count))
+
+
+def test_answers_kept_from_asking_ahead_are_dropped_when_the_arrays_change() -> None:
+    index, ids = index_of(original=ORIGINAL, flows=FLOWS)
+    index._merge_recent()
+    asked = [band_keys(sign(CHROME), band_layout(SETTINGS))]
+    assert set(index.merged_hits(asked, 64, ahead=True)[0]) == {ids["original"]}
+    index.remove(ids["original"])
+    assert index.merged_hits(asked, 64)[0] == Counter()
+    # Filed anew (young arrays) and merged into the main ones after a question ahead.
+    index.merged_hits(asked, 64, ahead=True)
+    index.add(ids["original"], sign(ORIGINAL), INDEXED_AT)
+    index._merge_recent()
+    assert set(index.merged_hits(asked, 64)[0]) == {ids["original"]}
+    # Unchanged arrays: the answer kept is the answer.
+    index.merged_hits(asked, 64, ahead=True)
+    assert set(index.merged_hits(asked, 64)[0]) == {ids["original"]}
+    assert index.merged_hits(asked, 64, ahead=True) == index.merged_hits(asked, 64)

@@ -40,6 +40,10 @@ from aggregator.store.schema import MIGRATIONS
 from aggregator.store.times import format_time, format_time_ceil, parse_time
 
 DEFAULT_BUSY_TIMEOUT = 10.0
+# SQLite's page cache per connection (its default is 2 MB). Linking touches the
+# signatures, learned lines and items of a window that grows to gigabytes: see
+# docs/design.md ("Other hot-path rules") for what 64 MB buys.
+CACHE_KIB = 65_536
 # Items written before a writer indexes them for search mid-run (index_pending): the
 # per-row cost of FTS5 falls with the batch; see docs/design.md.
 SEARCH_BATCH = 2000
@@ -94,6 +98,7 @@ class Store(LinkStore, QueryStore):
             if mode and str(mode[0]).lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
             if migrate:
                 store._migrate()
         except sqlite3.DatabaseError as e:

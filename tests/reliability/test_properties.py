@@ -283,25 +283,30 @@ def test_normalize_space_skips_only_scans_that_would_change_nothing(text: str) -
 
 # An index's life: items filed under one key a band, each band's key drawn from a few
 # (so items collide in some bands), some items removed or filed anew, merges at any
-# point; then questions from several items at once.
+# point (into the young arrays, and from them into the main ones at any share), the
+# questions asked ahead at any point; then asked for real, several items at once.
 _BANDS = sum(bands for bands, _, _ in band_layout(DedupSettings()))
 band_values = st.lists(st.integers(0, 3), min_size=_BANDS, max_size=_BANDS).map(
     lambda values: frozenset((band << 56) | value for band, value in enumerate(values))
 )
 index_steps = st.lists(
     st.tuples(
-        st.sampled_from(["add", "add", "add", "remove", "merge"]), st.integers(1, 12), band_values
+        st.sampled_from(["add", "add", "add", "remove", "merge", "ahead"]),
+        st.integers(1, 12),
+        band_values,
     ),
     max_size=40,
 )
 
 
 @EXAMPLES
-@given(index_steps, st.lists(band_values, max_size=5))
+@given(index_steps, st.lists(band_values, max_size=5), st.sampled_from([0, 1, 16]))
 def test_index_hits_count_shared_keys_of_live_items_however_asked(
-    steps: list[tuple[str, int, frozenset[int]]], questions: list[frozenset[int]]
+    steps: list[tuple[str, int, frozenset[int]]], questions: list[frozenset[int]], share: int
 ) -> None:
     index = CandidateIndex(DedupSettings())
+    index._YOUNG_SHARE = share
+    asked = [np.array(sorted(q), dtype=np.uint64).tobytes() for q in questions]
     filed: dict[int, frozenset[int]] = {}
     for action, item_id, keys in steps:
         if action == "add":
@@ -310,12 +315,13 @@ def test_index_hits_count_shared_keys_of_live_items_however_asked(
         elif action == "remove":
             index.remove(item_id)
             filed.pop(item_id, None)
+        elif action == "ahead":
+            index.merged_hits(asked, 64, ahead=True)
         elif index._recent:
             index._merge_recent()
-    asked = [np.array(sorted(q), dtype=np.uint64).tobytes() for q in questions]
     expected = [
         Counter({i: len(keys & q) for i, keys in filed.items() if keys & q}) for q in questions
     ]
+    together = index.merged_hits(asked, 64)
+    assert [m + index.recent_hits(k, 64) for m, k in zip(together, asked, strict=True)] == expected
     assert [index.band_hits(keys) for keys in asked] == expected
-    together = index.merged_hits(asked)
-    assert [m + index.recent_hits(k) for m, k in zip(together, asked, strict=True)] == expected
