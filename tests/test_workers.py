@@ -17,7 +17,13 @@ from pytest_httpserver import HTTPServer
 from aggregator.models import DedupSettings, Settings
 from aggregator.pipeline import poll
 from aggregator.store import Store
-from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Context, Digester, digest_text
+from aggregator.workers import (
+    MIN_FEEDS_FOR_PROCESSES,
+    Context,
+    Digester,
+    digest_text,
+    weigh_pairs,
+)
 from tests.feeds import NOW, make_settings, rfc822, rss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,6 +175,33 @@ def test_a_killed_worker_costs_nothing_but_time() -> None:
             os.kill(pid, signal.SIGKILL)
         again = digester.texts(texts, Context(frozenset(), settings, ()))
         assert again == expected
+
+
+def test_pairs_are_weighed_as_the_writer_weighs_them_and_a_killed_worker_drops_them() -> None:
+    settings = DedupSettings()
+    chrome = digest_text("t", "\n".join(CHROME), frozenset(), settings, ()).line_keys
+    texts = ["\n".join(story(n)) for n in range(4)]
+    pairs = [
+        (texts[0], frozenset(), "\n".join([*story(0), *CHROME]), chrome),
+        (texts[0], frozenset(), texts[1], frozenset()),
+        (texts[2], chrome, texts[3], frozenset()),
+    ]
+    alone = dict(zip(pairs, weigh_pairs(pairs, settings), strict=True))
+    # The chrome goes as the candidate's boilerplate: the same text as the new item.
+    assert alone[pairs[0]][0].jaccard == 1.0 > alone[pairs[1]][0].containment
+    with Digester(2) as digester:
+        assert digester.weigh_later(pairs, settings)() == alone
+        pool = digester._pool
+        assert pool is not None
+        waiting = digester.weigh_later(pairs * 50, settings)
+        for pid in list(pool._processes):  # the pool's own worker pids: no public accessor
+            os.kill(pid, signal.SIGKILL)
+        # What was lost is left out, for the writer to weigh itself; the rest is right.
+        weighed = waiting()
+        assert all(alone[pair] == result for pair, result in weighed.items())
+        assert digester.weigh_later(pairs, settings)() == alone
+    # No workers: nothing is weighed ahead.
+    assert Digester(1).weigh_later(pairs, settings)() == {}
 
 
 @pytest.mark.parametrize("processes", [0, 1, 3])
