@@ -19,6 +19,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -192,7 +193,12 @@ def _die_with_parent(parent: int) -> None:
     close; without this, a killed daemon would leave its workers behind. (Not
     PR_SET_PDEATHSIG: that follows the thread that spawned the worker, which may
     be a short-lived fetch thread.)
+
+    Ctrl-C reaches the whole process group: the parent answers it (stops, says
+    "interrupted", shuts the pool down), so a worker ignores it rather than print
+    a traceback from the middle of a job.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 

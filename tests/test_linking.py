@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -388,6 +392,44 @@ def test_import_weighs_pairs_in_worker_processes_and_links_as_the_writer_alone(
     # guess and the linking: in this small set, often; without learning, never.
     assert outcome[2, True][2]["ahead"] > 0
     assert outcome[2, False][2]["here"] == 0
+
+
+def test_ctrl_c_stops_an_import_with_one_line_and_no_worker_tracebacks(tmp_path: Path) -> None:
+    # Large enough that worker processes are digesting and weighing when Ctrl-C comes.
+    words = [f"w{n}" for n in range(2000)]
+    rng = random.Random(7)
+    when = datetime.now(UTC) - timedelta(days=1)
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "title": f"Report {n}",
+                    "url": f"https://desk{n % 7}.example/{n}",
+                    "published": (when + timedelta(seconds=n)).isoformat(),
+                    "publisher": f"Desk {n % 7}",
+                    "text": " ".join(rng.choices(words, k=150)),
+                }
+            )
+            for n in range(30_000)
+        )
+        + "\n"
+    )
+    process = subprocess.Popen(
+        [EXE, "--db", str(tmp_path / "agg.db"), "import", str(archive)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(3)
+    # To the whole group, as a terminal sends it.
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    # The progress label, then one line: nothing from the worker processes.
+    assert "Traceback" not in stderr and "Error" not in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
 
 
 OTHER = [

@@ -204,6 +204,19 @@ def test_pairs_are_weighed_as_the_writer_weighs_them_and_a_killed_worker_drops_t
     assert Digester(1).weigh_later(pairs, settings)() == {}
 
 
+def _ctrl_c_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_workers_leave_ctrl_c_to_their_parent() -> None:
+    # A terminal's Ctrl-C reaches the whole process group; the parent answers it.
+    with Digester(2, fork=True) as digester:
+        pool = digester._executor()
+        assert pool is not None
+        assert all(pool.submit(_ctrl_c_ignored).result() for _ in range(4))
+    assert not _ctrl_c_ignored()
+
+
 @pytest.mark.parametrize("processes", [0, 1, 3])
 def test_processes_setting(processes: int) -> None:
     digester = Digester(processes)
