@@ -77,6 +77,8 @@ class Linker:
         self._pending: list[int] = []
         # Feeds' learned boilerplate as read in the open transaction.
         self._boilerplate: dict[int, frozenset[str]] = {}
+        # Items whose story fields were written in the open transaction (see _place).
+        self._rewritten: set[int] = set()
         # Pairs weighed beforehand in worker processes (see weigh_ahead).
         self._weighed: dict[Pair, Weighed] = {}
         # Pairs weighed by compare(): "ahead" (in workers, beforehand) or "here".
@@ -155,11 +157,13 @@ class Linker:
         self._pending.clear()
         self._boilerplate.clear()
         self._weighed.clear()
+        self._rewritten.clear()
 
     def commit(self) -> None:
         self._pending.clear()
         self._boilerplate.clear()
         self._weighed.clear()
+        self._rewritten.clear()
 
     # -- linking ------------------------------------------------------------------------
 
@@ -303,7 +307,15 @@ class Linker:
                 )
                 same_url = with_url.get(item.canonical_url or "", ())
                 kind = self._place(
-                    feed, member, item, lazy, digest, candidates, boilerplate, same_url
+                    feed,
+                    member,
+                    item,
+                    lazy,
+                    digest,
+                    candidates,
+                    boilerplate,
+                    same_url,
+                    inserted=item.item_id in inserted,
                 )
                 found[kind] += 1
             index.add_keys(
@@ -474,12 +486,17 @@ class Linker:
         candidates_of: _Candidates,
         boilerplate: _Boilerplate,
         stored_at_url: Sequence[int],
+        *,
+        inserted: bool,
     ) -> str:
         matches = self._matches(
             member, item, lazy, digest, candidates_of, boilerplate, stored_at_url
         )
         if not matches:
-            self._store.set_link(_original(member.id))
+            # A row this transaction created holds exactly this link already, unless
+            # another item's placement rewrote it: then it is written again.
+            if not (inserted and member.id not in self._rewritten):
+                self._set_link(_original(member.id))
             return Relation.ORIGINAL.value
         hints = self._hints.get(feed.name, ())
         parent, method = choose_parent(member, matches, hints)
@@ -499,11 +516,11 @@ class Linker:
         story = member.id if new_is_root else earliest.id
         for story_id in roots:
             if story_id != story:
-                self._store.move_story(story_id, story)
+                self._move_story(story_id, story)
 
         known = {m.member.id: m.comparison for m in matches}
         if new_is_root:
-            self._store.set_link(_original(member.id, method))
+            self._set_link(_original(member.id, method))
             kind = Relation.ORIGINAL
         else:
             if parent is None:
@@ -511,9 +528,7 @@ class Linker:
                 parent = Match(earliest, self._compare(lazy(), earliest, boilerplate))
                 method = "published"
             kind = relation(member, parent.member, parent.comparison, self._settings)
-            self._store.set_link(
-                _child(member, parent.member, story, kind, parent.comparison, method)
-            )
+            self._set_link(_child(member, parent.member, story, kind, parent.comparison, method))
 
         for root in roots.values():
             if root.id in (story, member.id):
@@ -531,7 +546,7 @@ class Linker:
             how = "attribution" if credits_between(root, above) else "merge"
             if above is member and not credits_between(root, above):
                 how = method if new_is_root else "published"
-            self._store.set_link(
+            self._set_link(
                 _child(
                     root,
                     above,
@@ -542,6 +557,15 @@ class Linker:
                 )
             )
         return kind.value
+
+    def _set_link(self, link: Link) -> None:
+        self._store.set_link(link)
+        self._rewritten.add(link.item_id)
+
+    def _move_story(self, old_story: int, new_story: int) -> None:
+        self._store.move_story(old_story, new_story)
+        # The story's items, among them its root, whose id the story bears.
+        self._rewritten.add(old_story)
 
     def _stored(self, member: Member, boilerplate: _Boilerplate) -> PreparedText:
         stored = self._store.members([member.id]).get(member.id)
