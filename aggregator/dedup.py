@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import xxhash
@@ -146,6 +146,16 @@ def key_list(band_keys: bytes) -> list[int]:
     return keys
 
 
+def _sorted_keys(
+    many_band_keys: Sequence[bytes], kind: Literal["quicksort", "stable"] = "quicksort"
+) -> tuple[np.ndarray, np.ndarray]:
+    """All items' band keys in one sorted array, and which item (by position) each is of."""
+    keys = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
+    owners = np.repeat(np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys])
+    order = np.argsort(keys, kind=kind)
+    return keys[order], owners[order]
+
+
 def hits_among(
     many_band_keys: Sequence[bytes], per_band: int, first: int = 0
 ) -> list[Counter[int]]:
@@ -155,11 +165,8 @@ def hits_among(
     found: list[Counter[int]] = [Counter() for _ in many_band_keys[first:]]
     if len(many_band_keys) < 2:
         return found
-    keys = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
-    owners = np.repeat(np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys])
     # Stable: within a run of equal keys, earlier items first.
-    order = np.argsort(keys, kind="stable")
-    keys, owners = keys[order], owners[order]
+    keys, owners = _sorted_keys(many_band_keys, kind="stable")
     later_parts, earlier_parts = [], []
     # Each item with the one `distance` places before it in the same run: runs are
     # short, and once no run is longer than `distance`, none is longer than the next.
@@ -439,14 +446,9 @@ class CandidateIndex:
         if not run_keys.size or not many_band_keys:
             return found
         cap = per_band or run_keys.size
-        needles = np.frombuffer(b"".join(many_band_keys), dtype=np.uint64)
-        owners = np.repeat(
-            np.arange(len(many_band_keys)), [len(keys) // 8 for keys in many_band_keys]
-        )
         # Sorted needles keep the binary searches local. Most bands of a new story are
         # found nowhere: look for the end of a run only where one starts.
-        order = np.argsort(needles)
-        needles, owners = needles[order], owners[order]
+        needles, owners = _sorted_keys(many_band_keys)
         left = np.searchsorted(run_keys, needles, side="left")
         inside = left < run_keys.size
         hits = np.zeros(needles.size, dtype=bool)
