@@ -140,12 +140,6 @@ def _merged(
     return np.insert(keys, at, more_keys), np.insert(slots, at, more_slots)
 
 
-def key_list(band_keys: bytes) -> list[int]:
-    """band_keys() as Python ints."""
-    keys: list[int] = np.frombuffer(band_keys, dtype=np.uint64).tolist()
-    return keys
-
-
 def _sorted_keys(
     many_band_keys: Sequence[bytes], kind: Literal["quicksort", "stable"] = "quicksort"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +195,13 @@ def _hash(values: np.ndarray, first: int) -> np.ndarray:
 
 
 def best(hits: Counter[int], limit: int) -> set[int]:
-    """The `limit` items sharing the most bands, the newest (highest id) first among equals."""
+    """At most `limit` candidates of band_hits(): those sharing the most bands, then the
+    newest (highest id).
+
+    Bands shared grow with similarity, so when hundreds of items qualify (a feed of
+    identical bodies, a wire story carried everywhere) the ones kept are the closest
+    copies, which place the item in its story as well.
+    """
     if len(hits) <= limit:
         return set(hits)
     ranked = sorted(hits.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)
@@ -351,22 +351,13 @@ class CandidateIndex:
         """Items filed under any of an item's band_keys()."""
         return set(self.band_hits(band_keys))
 
-    def query_best(self, band_keys: bytes, limit: int) -> set[int]:
-        """At most `limit` candidates: those sharing the most bands, then the newest.
-
-        Bands shared grow with similarity, so when hundreds of items qualify (a
-        feed of identical bodies, a wire story carried everywhere) the ones kept
-        are the closest copies, which place the item in its story as well.
-        """
-        return best(self.band_hits(band_keys, per_band=limit), limit)
-
     def band_hits(self, band_keys: bytes, per_band: int | None = None) -> Counter[int]:
         """Items sharing at least one band with `band_keys`, with how many they share.
 
         With `per_band`, only that many items filed under each band count (the later
-        ones added, as far as the arrays keep order), from the merged arrays and from
-        the recent items each: a band shared by thousands of identical bodies costs
-        no more than that.
+        ones added, as far as the arrays keep order), from each of the main arrays,
+        the young ones and the recent items: a band shared by thousands of identical
+        bodies costs no more than that.
         """
         found = self.merged_hits([band_keys], per_band)[0]
         found.update(self.recent_hits(band_keys, per_band))
@@ -383,7 +374,7 @@ class CandidateIndex:
         if self._recent_keys:
             cap = per_band or len(self._recent) + 1
             filed = self._recent_keys
-            for key in key_list(band_keys):
+            for key in np.frombuffer(band_keys, dtype=np.uint64).tolist():
                 holders = filed.get(key)
                 if holders is None:
                     continue

@@ -445,12 +445,14 @@ class Linker:
                 comparison = identical(digest.shingle_count, digest.figure_count)
                 shorter = digest.shingle_count
             else:
-                pair = (item.text, boilerplate(member.feed_id), text, boilerplate(other.feed_id))
-                weighed = self._weighed.get(pair) if self._weighed else None
+                their_boilerplate = boilerplate(other.feed_id)
+                weighed = self._weighed.get(
+                    (item.text, boilerplate(member.feed_id), text, their_boilerplate)
+                )
                 if weighed is None:
                     self.weighings["here"] += 1
                     prepared = lazy()
-                    theirs = self._prepare(text, boilerplate(other.feed_id))
+                    theirs = self._prepare(text, their_boilerplate)
                     comparison = compare(prepared, theirs, self._settings.shingle_size)
                     shorter = min(len(prepared.shingles), len(theirs.shingles))
                 else:
@@ -578,7 +580,7 @@ class Linker:
 
 
 class _Candidates:
-    """The candidates of one call's new items, as CandidateIndex.query_best() finds them.
+    """The candidates of one call's new items: best() of their band_hits(), capped per band.
 
     The merged arrays are searched once for all the items (a search per item cost
     more in numpy's call overhead than in searching); items filed since are in the
