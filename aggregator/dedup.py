@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import xxhash
 
-from aggregator.models import DedupSettings
+from aggregator.models import DedupSettings, Shipped
 
 if TYPE_CHECKING:
     from datasketch import MinHash
@@ -42,7 +42,7 @@ HASH_FUNCTION = "xxh32"
 
 
 @dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(Shipped):
     body: bytes
     lead: bytes
 

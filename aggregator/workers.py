@@ -30,7 +30,7 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout, load_library
 from aggregator.errors import ParseError
-from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed
+from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed, Shipped
 from aggregator.parse import parse_feed
 from aggregator.syndication import compare
 from aggregator.text import (
@@ -49,7 +49,7 @@ MIN_FEEDS_FOR_PROCESSES = 8
 
 
 @dataclass(frozen=True, slots=True)
-class ItemDigest:
+class ItemDigest(Shipped):
     """What linking needs of one item's text, worked out away from the writer."""
 
     # Fingerprints of all the item's paragraphs, boilerplate or not.
@@ -75,7 +75,7 @@ class ItemDigest:
 
 
 @dataclass(frozen=True, slots=True)
-class FeedDigest:
+class FeedDigest(Shipped):
     parsed: ParsedFeed | None
     parse_error: str | None
     # By entry key.
@@ -117,7 +117,7 @@ def digest_text(
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
+class Context(Shipped):
     """What digests of one feed's texts depend on besides the texts themselves."""
 
     # The feed's learned boilerplate when the work was handed out.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from aggregator.workers import (
     MIN_FEEDS_FOR_PROCESSES,
     Context,
     Digester,
+    digest_body,
     digest_text,
     weigh_pairs,
 )
@@ -157,6 +159,26 @@ def test_a_digest_made_against_other_boilerplate_is_not_used() -> None:
     assert not digest.valid_for(frozenset({chrome_key}))
     # Boilerplate of lines the item does not have changes nothing for it.
     assert digest.valid_for(frozenset({"0123456789abcdef"}))
+
+
+def test_what_workers_send_arrives_whole() -> None:
+    # Shipped records are pickled as constructor arguments in slot order: a field
+    # that is not an __init__ argument, or out of order, would land in the wrong place.
+    paragraphs = "".join(f"<p>{line}</p>" for line in STORY)
+    body = rss(
+        [
+            {"guid": f"g{n}", "title": f"Story {n}", "body": paragraphs, "date": rfc822(NOW)}
+            for n in range(3)
+        ]
+    )
+    context = Context(frozenset({"0123456789abcdef"}), DedupSettings(), ("Marlow Wire",))
+    digest = digest_body(body, "https://example.com/feed", "application/rss+xml", NOW, context)
+    assert digest.parsed is not None and len(digest.items) == 3
+    for record in (digest, context, *digest.parsed.entries, *digest.items.values()):
+        copy = pickle.loads(pickle.dumps(record))
+        assert copy == record and type(copy) is type(record)
+        for name in record.__slots__:
+            assert getattr(copy, name) == getattr(record, name)
 
 
 def test_a_killed_worker_costs_nothing_but_time() -> None:
