@@ -42,11 +42,21 @@ class ImportResult:
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            # Line by line, so one line in another encoding costs that line, not the
+            # import; a byte-order mark is allowed where a file starts.
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                yield (
+                    number,
+                    f"line {number}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})",
+                )
+                continue
             if not line.strip():
                 continue
             try:

@@ -355,6 +355,35 @@ def test_import_backfills_links_and_resumes(tmp_path: Path) -> None:
     assert (false_links, misses) == (0, 0)
 
 
+def test_import_skips_lines_that_are_not_utf8_and_reads_a_byte_order_mark(
+    tmp_path: Path,
+) -> None:
+    def line(n: int, title: str) -> bytes:
+        record = {
+            "title": title,
+            "url": f"https://wire.example/{n}",
+            "publisher": "Wire",
+            "published": "2026-11-02T10:00:00Z",
+            "text": f"Story {n} " + "word " * 40,
+        }
+        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"  # fmt: skip
+
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(
+        b"\xef\xbb\xbf" + line(1, "Caf\u00e9 opens")
+        + line(2, "Caf\u00e9 closes").replace("\u00e9".encode(), "\u00e9".encode("latin-1"))
+        + line(3, "Third")
+    )  # fmt: skip
+    done = subprocess.run(
+        [EXE, "--db", str(tmp_path / "agg.db"), "import", str(archive)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 new items" in done.stdout and "1 skipped" in done.stdout
+    assert "line 2: not UTF-8 (byte 0xe9 at column" in done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
 def test_import_weighs_pairs_in_worker_processes_and_links_as_the_writer_alone(
     tmp_path: Path,
 ) -> None:
