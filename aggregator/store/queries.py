@@ -96,6 +96,12 @@ class Stats:
     feeds_in_error: tuple[tuple[str, int, str], ...] = field(default=())
 
 
+_STORE_TROUBLE = re.compile(
+    r"locked|busy|disk|I/O|malformed|corrupt|no such table|out of memory|read-?only|interrupt",
+    re.IGNORECASE,
+)
+
+
 def fts_query(text: str) -> str:
     """Plain words become quoted terms (so "S&P 500" is not a syntax error); queries
     that use FTS5 syntax (quotes, AND/OR/NOT, NEAR, prefix*) are passed as they are."""
@@ -182,13 +188,15 @@ class QueryStore:
                 [match, *order],
             )
         except sqlite3.OperationalError as e:
-            text = str(e)
-            if "fts5" in text or "syntax" in text or "no such column" in text:
-                raise UsageError(
-                    f"search query {query!r} is not valid FTS5 syntax ({text}); use plain "
-                    'words, "an exact phrase", AND/OR/NOT, NEAR(a b), or prefix*'
-                ) from e
-            raise
+            text = " ".join(str(e).split())
+            # FTS5 words its complaints about a query in many ways ("unterminated
+            # string", "unknown special query"); the store's own troubles are few.
+            if _STORE_TROUBLE.search(text):
+                raise StorageError(f"cannot search: {text}") from e
+            raise UsageError(
+                f"search query {query!r} is not valid FTS5 syntax ({text}); use plain "
+                'words, "an exact phrase", AND/OR/NOT, NEAR(a b), or prefix*'
+            ) from e
         rows.sort(key=lambda row: order[row["id"]])
         for row in rows:
             row["rank"] = ranks[row["id"]]
