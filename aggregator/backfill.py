@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from aggregator.errors import UsageError
 from aggregator.linker import Linker
@@ -40,13 +41,32 @@ class ImportResult:
     weighings: Counter[str] = field(default_factory=Counter)
 
 
+# A line this long is not one article but a whole archive on one line (a JSON array
+# instead of JSON lines, say): it is passed over rather than read into memory at once.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The file's lines, None for each one longer than MAX_LINE_BYTES."""
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = handle.readline(1024 * 1024)
+            yield None
+            continue
+        yield line
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
     try:
         handle = path.open("rb")
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(_lines(handle), start=1):
+            if raw is None:
+                yield number, f"line {number}: longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+                continue
             # Line by line, so one line in another encoding costs that line, not the
             # import; a byte-order mark is allowed where a file starts.
             try:
@@ -113,7 +133,7 @@ def _entry(record: dict[str, object], now: datetime) -> tuple[str, ParsedEntry]:
 def count_lines(path: Path) -> int:
     try:
         with path.open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
+            return sum(1 for line in _lines(handle) if line is None or line.strip())
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
 

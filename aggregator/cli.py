@@ -1007,7 +1007,7 @@ def import_(state: _State, file: Path, batch: int) -> None:
     optional "id"}; title and text are plain text, not markup. Items go to one
     pseudo-feed per publisher (import-NAME, never polled) and are linked to stories
     like polled items. Re-running skips what is already stored, so an interrupted
-    import resumes. Bad lines (not UTF-8 JSON, no publisher, no title and no text,
+    import resumes. Bad lines (not UTF-8 JSON, over 16 MiB, no publisher, no title or text,
     a "published" that is not ISO 8601) are skipped and counted; the first is shown.
     """
     from aggregator.backfill import count_lines, run_import

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from aggregator import backfill
 from aggregator.backfill import run_import
 from aggregator.config import settings_from_mapping
 from aggregator.linker import rebuild
@@ -382,6 +384,40 @@ def test_import_skips_lines_that_are_not_utf8_and_reads_a_byte_order_mark(
     assert "2 new items" in done.stdout and "1 skipped" in done.stdout
     assert "line 2: not UTF-8 (byte 0xe9 at column" in done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_import_passes_over_a_line_too_long_to_be_an_article(tmp_path: Path) -> None:
+    def line(n: int) -> str:
+        record = {
+            "title": f"Story {n}",
+            "url": f"https://wire.example/{n}",
+            "publisher": "Wire",
+            "published": "2026-11-02T10:00:00Z",
+            "text": f"Story {n} " + "word " * 40,
+        }
+        return json.dumps(record)  # fmt: skip
+
+    # A whole archive as one JSON array on one line: 17 MiB.
+    archive_as_array = json.dumps([json.loads(line(n)) for n in range(70_000)])
+    assert len(archive_as_array) > backfill.MAX_LINE_BYTES
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text(f"{line(1)}\n{archive_as_array}\n{line(2)}\n", encoding="utf-8")
+    done = subprocess.run(
+        [EXE, "--db", str(tmp_path / "agg.db"), "import", str(archive)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("3 lines: 2 new items") and "1 skipped" in done.stdout
+    assert "line 2: longer than 16 MiB" in done.stderr
+
+
+def test_lines_longer_than_the_limit_are_read_past(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backfill, "MAX_LINE_BYTES", 8)
+    text = b"12345678\n123456789\n\nabc\n" + b"x" * 40 + b"\nlast"
+    assert list(backfill._lines(io.BytesIO(text))) == [
+        b"12345678\n", None, b"\n", b"abc\n", None, b"last"
+    ]  # fmt: skip
+    assert list(backfill._lines(io.BytesIO(b"y" * 30))) == [None]
 
 
 def test_import_weighs_pairs_in_worker_processes_and_links_as_the_writer_alone(
