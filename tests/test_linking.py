@@ -486,6 +486,9 @@ def test_ctrl_c_stops_an_import_with_one_line_and_no_worker_tracebacks(tmp_path:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As from a terminal: a shell without job control starts background commands
+        # (a test run among them) with SIGINT ignored, and Python keeps it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(3)
     # To the whole group, as a terminal sends it.
