@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import xxhash
 
+from aggregator.interrupts import sigint_held
 from aggregator.models import DedupSettings, Shipped
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 def load_library() -> None:
     """Import datasketch now: before forking processes that will sign."""
-    import datasketch  # noqa: F401
+    with sigint_held():  # its C extensions must not be cut off half-loaded
+        import datasketch  # noqa: F401
 
 
 SCHEME = "affine32"
@@ -72,8 +74,8 @@ class Signer:
     def _minhash(self) -> MinHash:
         minhash: MinHash | None = getattr(self._local, "minhash", None)
         if minhash is None:
-            from datasketch import MinHash
-
+            with sigint_held():
+                from datasketch import MinHash
             minhash = MinHash(
                 num_perm=self._settings.num_perm,
                 seed=self._settings.seed,
@@ -106,9 +108,11 @@ _MIX = np.array(
 
 def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's choice of (bands, rows) for a Jaccard threshold."""
-    from datasketch import MinHashLSH
+    # The optimum is integrated with scipy, which loads C extensions on first use.
+    with sigint_held():
+        from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return int(lsh.b), int(lsh.r)
 
 

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout, load_library
 from aggregator.errors import ParseError
+from aggregator.interrupts import sigint_held
 from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed, Shipped
 from aggregator.parse import parse_feed
 from aggregator.syndication import compare
@@ -199,6 +200,9 @@ def _die_with_parent(parent: int) -> None:
     a traceback from the middle of a job.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Started with SIGINT held back (interrupts.sigint_held); ignored now, it can pass.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
@@ -235,11 +239,7 @@ class Digester:
         signing is certain (a feed never fetched before): then the signing
         library is imported first, once for all workers.
         """
-        pool = self._executor(will_sign=will_sign)
-        if pool is not None:
-            # A first job makes ProcessPoolExecutor start all its processes now,
-            # from this thread, before its own manager thread exists.
-            pool.submit(os.getpid).result()
+        self._executor(will_sign=will_sign)
 
     def __enter__(self) -> Digester:
         return self
@@ -262,15 +262,26 @@ class Digester:
                 # SIGKILLed parent. A pool started again after a failure is spawned.
                 fork = self._fork and threading.active_count() == 1
                 self._fork = False
-                if fork and will_sign:
-                    # Imported once here rather than by each forked worker.
-                    load_library()
-                self._pool = ProcessPoolExecutor(
-                    self.processes,
-                    mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
-                    initializer=_die_with_parent,
-                    initargs=(os.getpid(),),
-                )
+                with sigint_held():
+                    if fork and will_sign:
+                        # Imported once here rather than by each forked worker.
+                        load_library()
+                    pool = self._pool = ProcessPoolExecutor(
+                        self.processes,
+                        mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                        initializer=_die_with_parent,
+                        initargs=(os.getpid(),),
+                    )
+                    # One job per process starts them all now, from this thread (a
+                    # forking pool starts all at its first job; a spawning one starts
+                    # one per job while none is idle), before its manager thread exists.
+                    try:
+                        for started in [pool.submit(os.getpid) for _ in range(self.processes)]:
+                            started.result()
+                    except (BrokenProcessPool, RuntimeError) as e:
+                        log.warning("worker processes failed to start (%s); working here", e)
+                        self._pool = None
+                        pool.shutdown(wait=False, cancel_futures=True)
             return self._pool
 
     def feed(

@@ -11,10 +11,12 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from aggregator import workers
 from aggregator.models import DedupSettings, Settings
 from aggregator.pipeline import poll
 from aggregator.store import Store
@@ -241,6 +243,38 @@ def test_workers_leave_ctrl_c_to_their_parent() -> None:
             assert pool is not None
             assert all(pool.submit(_ctrl_c_ignored).result() for _ in range(4))
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_while_workers_start_comes_after_and_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C in the middle of starting workers would land in a fork handler that only
+    # prints it, in a worker not yet ignoring it, or in a C extension being loaded.
+    # Held back, it arrives once the workers are up.
+    started: list[bool] = []
+    real_pool = workers.ProcessPoolExecutor
+
+    def pool_started_under_ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # time enough for a delivered signal to interrupt this
+        started.append(True)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", pool_started_under_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        digester = Digester(2)
+        with pytest.raises(KeyboardInterrupt):
+            digester.start()
+        assert started == [True]
+        pool = digester._executor()
+        assert pool is not None
+        assert all(pool.submit(_ctrl_c_ignored).result() for _ in range(4))
+        digester.close()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()
     finally:
         signal.signal(signal.SIGINT, previous)
 
