@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 
 def load_library() -> None:
-    """Import datasketch now: before forking processes that will sign."""
-    with sigint_held():  # its C extensions must not be cut off half-loaded
-        import datasketch  # noqa: F401
+    """Import datasketch now: before forking processes that will sign.
+
+    Its caller holds Ctrl-C back (interrupts.sigint_held) over this and the fork.
+    """
+    import datasketch  # noqa: F401
 
 
 SCHEME = "affine32"

@@ -34,11 +34,13 @@ def sigint_held() -> Iterator[None]:
             noted.append(signum)
 
         previous = signal.signal(signal.SIGINT, note)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    blocks = hasattr(signal, "pthread_sigmask")  # POSIX only
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocks else set()
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if blocks:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if swapped:
             signal.signal(signal.SIGINT, previous)
             if noted:
