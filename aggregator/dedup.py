@@ -256,11 +256,9 @@ class CandidateIndex:
         self._slot_live = np.empty(0, dtype=bool)
         self._live = 0
         self._generation = 0
-        # Changes whenever the main arrays could answer differently; what they answered
-        # for band keys asked about ahead, at that generation.
-        self._main_generation = 0
+        # What the main arrays answered for band keys asked about ahead; dropped
+        # whenever they could answer differently.
         self._remembered: dict[tuple[bytes, int | None], Counter[int]] = {}
-        self._remembered_generation = 0
         # Items added since the last merge: id -> (band keys, published).
         self._recent: dict[int, tuple[np.ndarray, float]] = {}
         # Band key -> the one recent item filed under it, or a list when several are.
@@ -405,9 +403,6 @@ class CandidateIndex:
         band keys takes its answer from there if those arrays have not changed since:
         searching them is bound by memory latency, the young arrays' much less.
         """
-        if self._remembered_generation != self._main_generation:
-            self._remembered.clear()
-            self._remembered_generation = self._main_generation
         found: list[Counter[int] | None] = []
         searched: list[bytes] = []
         for keys in many_band_keys:
@@ -480,7 +475,7 @@ class CandidateIndex:
     def _changed(self, *, main: bool) -> None:
         self._generation += 1
         if main:
-            self._main_generation += 1
+            self._remembered.clear()
 
     def prune(self, before: datetime) -> int:
         """Forget items published before `before`; returns how many."""
