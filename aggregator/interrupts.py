@@ -48,3 +48,13 @@ def sigint_held() -> Iterator[None]:
                     previous(signal.SIGINT, None)
                 elif previous == signal.SIG_DFL:
                     signal.raise_signal(signal.SIGINT)
+
+
+def ignore_sigint() -> None:
+    """For a process started inside sigint_held(): ignore Ctrl-C from now on.
+
+    Ignored first, then let through: one that arrived during the start is dropped.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

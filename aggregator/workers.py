@@ -19,7 +19,6 @@ import functools
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,7 @@ from datetime import datetime
 
 from aggregator.dedup import Signature, Signer, band_keys, band_layout, load_library
 from aggregator.errors import ParseError
-from aggregator.interrupts import sigint_held
+from aggregator.interrupts import ignore_sigint, sigint_held
 from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed, Shipped
 from aggregator.parse import parse_feed
 from aggregator.syndication import compare
@@ -199,10 +198,7 @@ def _die_with_parent(parent: int) -> None:
     "interrupted", shuts the pool down), so a worker ignores it rather than print
     a traceback from the middle of a job.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Started with SIGINT held back (interrupts.sigint_held); ignored now, it can pass.
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    ignore_sigint()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
