@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
 from aggregator.models import (
+    VERDICTS,
     DaemonSettings,
     DedupSettings,
     FeedConfig,
@@ -299,7 +300,11 @@ def _dedup_settings(
     for name, value in values.items():
         key = f"dedup.{name}"
         default = getattr(defaults, name)
-        if name == "window":
+        if name == "verdict":
+            if value not in VERDICTS:
+                raise fail(key, f"{value!r} must be one of {', '.join(map(repr, VERDICTS))}")
+            overrides[name] = value
+        elif name == "window":
             try:
                 overrides[name] = parse_duration(value)
             except ValueError as e:

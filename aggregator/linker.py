@@ -14,7 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from aggregator.dedup import CandidateIndex, best, hits_among, parameters
+from aggregator.dedup.features import compare, identical, is_correction, pair_features
+from aggregator.dedup.index import CandidateIndex, best, hits_among, parameters
+from aggregator.dedup.place import Match, choose_parent, credits_between, earlier, relation
+from aggregator.dedup.verdict import make_verdict
 from aggregator.errors import AggregatorError
 from aggregator.models import (
     ChangeStatus,
@@ -31,18 +34,6 @@ from aggregator.models import (
     Settings,
 )
 from aggregator.store import Store
-from aggregator.syndication import (
-    Match,
-    choose_parent,
-    compare,
-    credits_between,
-    earlier,
-    identical,
-    is_copy,
-    is_correction,
-    relation,
-    title_overlap,
-)
 from aggregator.text import (
     extract_tickers,
     line_fingerprint,
@@ -73,6 +64,7 @@ class Linker:
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._settings = settings.dedup
+        self._verdict = make_verdict(settings.dedup)
         self._index: CandidateIndex | None = None
         self._pending: list[int] = []
         # Feeds' learned boilerplate as read in the open transaction.
@@ -459,23 +451,23 @@ class Linker:
                     self.weighings["ahead"] += 1
                     comparison, shorter = weighed
             same_publisher = other.publisher.casefold() == member.publisher.casefold()
-            correction = same_publisher and (
-                is_correction(member.title) or is_correction(other.title)
-            )
             mine, theirs_title = tokens(member.title), tokens(other.title)
-            if other.id in same_url or is_copy(
+            features = pair_features(
                 comparison,
                 shorter,
-                self._settings,
-                correction=correction,
-                same_headline=mine == theirs_title
-                or (
-                    shorter < self._settings.min_shingles
-                    and same_instruments(member.title, other.title)
-                ),
-                headline_overlap=title_overlap(mine, theirs_title),
-            ):
-                matches.append(Match(other, comparison))
+                titles=(mine, theirs_title),
+                same_instruments=shorter < self._settings.min_shingles
+                and mine != theirs_title
+                and same_instruments(member.title, other.title),
+                same_url=other.id in same_url,
+                same_publisher=same_publisher,
+                correction=same_publisher
+                and (is_correction(member.title) or is_correction(other.title)),
+                lag_seconds=(member.published - other.published).total_seconds(),
+            )
+            decision = self._verdict.judge(features)
+            if decision.copy:
+                matches.append(Match(other, comparison, decision.score))
         return matches
 
     def _place(

@@ -38,6 +38,10 @@ class PollingSettings:
     user_agent: str = "aggregator/0.1 (+https://example.org/aggregator)"
 
 
+# The copy verdicts `[dedup] verdict` may name (aggregator/dedup/verdict.py).
+VERDICTS = ("calibrated", "rules")
+
+
 @dataclass(frozen=True, slots=True)
 class DedupSettings:
     """`[dedup]`: how syndicated copies are found. docs/design.md explains each default."""
@@ -55,6 +59,9 @@ class DedupSettings:
     figure_tolerance: float = 0.15
     max_name_mismatch: float = 0.34
     duplicate_jaccard: float = 0.9
+    # "calibrated" (the default, fitted on real pages) or "rules" (min_containment,
+    # min_jaccard, figure_tolerance and max_name_mismatch): see dedup/verdict.py.
+    verdict: str = "calibrated"
     boilerplate_min_items: int = 3
     boilerplate_min_share: float = 0.2
 
@@ -370,6 +377,11 @@ class Relation(enum.StrEnum):
     CITES = "cites"  # names the source; not a copy
 
 
+# A passage where a template puts its figures and names: (hash of the words with
+# figures and names masked, hash with only figures masked, the figures in order).
+Slot = tuple[int, int, tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedText:
     """An item's body as the near-duplicate check sees it."""
@@ -390,6 +402,22 @@ class PreparedText:
     line_figures: tuple[frozenset[str], ...]
     line_names: tuple[frozenset[str], ...]
     line_subjects: tuple[frozenset[str], ...]
+    # The shapes of its prose paragraphs (docs/design.md, "The verdict"): shingles of
+    # words inside one prose paragraph, hashed; prose is all kept paragraphs when
+    # too few look like prose. Chrome lines (bylines, stamps, widgets, navigation)
+    # are short, or mostly figures or capitalised words.
+    prose_shingles: frozenset[int] = frozenset()
+    # Three-word shingles: they survive a sub-editor's change every few words.
+    prose_short: frozenset[int] = frozenset()
+    # Figures masked as "#" and capitalised words as "N": what a template keeps.
+    prose_masked: frozenset[int] = frozenset()
+    # Shingles with no word inside double quotes: two desks quoting one statement
+    # share its words and nothing else.
+    prose_unquoted: frozenset[int] = frozenset()
+    # Each prose shingle with a figure or a name in it, as a Slot.
+    prose_slots: frozenset[Slot] = frozenset()
+    # The figures of the prose paragraphs in the order they come.
+    prose_figures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +448,22 @@ class Comparison:
     subject_missing: int
     # The shorter text's shared part starts near the top of the longer one.
     aligned: bool
+    # Measured on prose paragraphs only, each as a share of the smaller set:
+    # five-word shingles, three-word shingles, unquoted five-word shingles.
+    prose_containment: float = 0.0
+    short_containment: float = 0.0
+    unquoted_containment: float = 0.0
+    # Of the passages with a figure or a name that the two share once those are
+    # masked, the share written with other figures or names: a template changes
+    # them, a copy does not. Smoothed: changed / (shared + SUBSTITUTION_PRIOR).
+    substitution: float = 0.0
+    # The same counting only passages whose names differ: another company's report
+    # from one template changes them, a later take of a story does not.
+    name_substitution: float = 0.0
+    # The longest run of figures the two give in the same order (not necessarily
+    # adjacent), as a share of the fewer figures; 0 when either has under three.
+    # A paraphrase keeps the figures in order; another desk's story orders its own.
+    figure_order: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,12 +27,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.dedup import Signature, Signer, band_keys, band_layout, load_library
+from aggregator.dedup.features import compare
+from aggregator.dedup.index import Signature, Signer, band_keys, band_layout, load_library
 from aggregator.errors import ParseError
 from aggregator.interrupts import ignore_sigint, sigint_held
 from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed, Shipped
 from aggregator.parse import parse_feed
-from aggregator.syndication import compare
 from aggregator.text import (
     credited_publishers,
     extract_tickers,

@@ -47,7 +47,7 @@ from datasketch import LeanMinHash, MinHashLSH
 
 from aggregator.backfill import run_import
 from aggregator.config import settings_from_mapping
-from aggregator.dedup import SCHEME, CandidateIndex
+from aggregator.dedup.index import SCHEME, CandidateIndex
 from aggregator.linker import Linker
 from aggregator.models import DedupSettings, Settings
 from aggregator.store import Store

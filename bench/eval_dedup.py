@@ -73,6 +73,8 @@ class Label:
     text: str
     group: str
     published: datetime | None
+    # How the page relates to its group (the dev set's labels), for the report.
+    relation: str = "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ def label_from_json(raw: object, index: int) -> Label:
         text=raw["text"],
         group=_identifier(raw["group"], where, "group"),
         published=_published(raw.get("published"), where),
+        relation=str(raw.get("relation") or "-"),
     )
 
 
@@ -222,15 +225,13 @@ def load_labels(path: Path) -> list[Label]:
 
 
 def check_unique(labels: Sequence[Label], where: str) -> None:
+    """Ids are unique. A site may list one url twice (the same page crawled twice with
+    other content): plan_feeds() serves the second as another feed of the site."""
     ids: set[str] = set()
-    keys: set[tuple[str, str]] = set()
     for label in labels:
         if label.id in ids:
             raise InputError(f"{where}: duplicate id {label.id!r}")
-        if (label.site, label.url) in keys:
-            raise InputError(f"{where}: site {label.site!r} has url {label.url!r} twice")
         ids.add(label.id)
-        keys.add((label.site, label.url))
 
 
 def labels_to_json(labels: Sequence[Label]) -> list[dict[str, str | None]]:
@@ -423,7 +424,11 @@ def slugify(site: str, taken: set[str]) -> str:
 
 
 def plan_feeds(labels: Sequence[Label]) -> list[FeedFile]:
-    """One feed per site, newest first; a site with more than 200 items gets -pN feeds."""
+    """One feed per site, newest first; a site with more than 200 items gets -pN feeds.
+
+    A url a site lists again (the same page crawled twice) goes to another feed of
+    the site, -rN, as a second crawl of the page would reach the product.
+    """
     by_site: dict[str, list[Label]] = defaultdict(list)
     for label in labels:
         by_site[label.site].append(label)
@@ -431,18 +436,28 @@ def plan_feeds(labels: Sequence[Label]) -> list[FeedFile]:
     feeds: list[FeedFile] = []
     for site in sorted(by_site):
         slug = slugify(site, taken)
-        items = sorted(
-            by_site[site],
-            key=lambda x: x.published.timestamp() if x.published else float("-inf"),
-            reverse=True,
-        )
-        chunks = [
-            tuple(items[i : i + MAX_ITEMS_PER_FEED])
-            for i in range(0, len(items), MAX_ITEMS_PER_FEED)
-        ]
-        for page, chunk in enumerate(chunks, start=1):
-            name = slug if len(chunks) == 1 else f"{slug}-p{page}"
-            feeds.append(FeedFile(name=name, site=site, file=f"{name}.xml", labels=chunk))
+        crawls: list[list[Label]] = []
+        seen: Counter[str] = Counter()
+        for label in by_site[site]:
+            crawl = seen[label.url]
+            seen[label.url] += 1
+            if crawl == len(crawls):
+                crawls.append([])
+            crawls[crawl].append(label)
+        for crawl, crawled in enumerate(crawls, start=1):
+            base = slug if crawl == 1 else f"{slug}-r{crawl}"
+            items = sorted(
+                crawled,
+                key=lambda x: x.published.timestamp() if x.published else float("-inf"),
+                reverse=True,
+            )
+            chunks = [
+                tuple(items[i : i + MAX_ITEMS_PER_FEED])
+                for i in range(0, len(items), MAX_ITEMS_PER_FEED)
+            ]
+            for page, chunk in enumerate(chunks, start=1):
+                name = base if len(chunks) == 1 else f"{base}-p{page}"
+                feeds.append(FeedFile(name=name, site=site, file=f"{name}.xml", labels=chunk))
     return feeds
 
 
@@ -650,9 +665,8 @@ def _show_similarity(value: object) -> str:
 def match_items(
     labels: Sequence[Label], feeds: Sequence[FeedFile], items: Sequence[dict[str, Any]]
 ) -> tuple[list[Outcome], list[Label]]:
-    """Stored items back to labels by (site of the feed, url); the rest count as missing."""
-    site_of = {feed.name: feed.site for feed in feeds}
-    by_key = {(label.site, label.url): label for label in labels}
+    """Stored items back to labels by (feed, url); the rest count as missing."""
+    by_key = {(feed.name, label.url): label for feed in feeds for label in feed.labels}
     found: dict[str, Outcome] = {}
     has_story = sum(1 for item in items if item.get("story_id") is not None)
     if items and not any("story_id" in item for item in items):
@@ -661,9 +675,8 @@ def match_items(
         warn(f"{len(items) - has_story} items have no story_id: each counts as its own story")
     stray = duplicates = 0
     for item in items:
-        site = site_of.get(str(item.get("feed")))
         url = item.get("url")
-        label = by_key.get((site, url)) if site is not None and isinstance(url, str) else None
+        label = by_key.get((str(item.get("feed")), url)) if isinstance(url, str) else None
         if label is None:
             stray += 1
             continue
@@ -735,6 +748,11 @@ def false_links(outcomes: Sequence[Outcome]) -> Iterator[tuple[Outcome, Outcome]
 
 def misses(outcomes: Sequence[Outcome]) -> Iterator[tuple[Outcome, Outcome]]:
     return _pairs_where(outcomes, lambda o: o.label.group, lambda o: o.story)
+
+
+def by_relation(found: Iterator[tuple[Outcome, Outcome]]) -> Counter[str]:
+    """Pairs counted by the two pages' relations (from labels that carry one)."""
+    return Counter("/".join(sorted((a.label.relation, b.label.relation))) for a, b in found)
 
 
 def final_line(m: Metrics, seconds: float, dedup_seconds: float = 0.0) -> str:
@@ -865,6 +883,8 @@ def report(
                 {"a": a.label.id, "b": b.label.id, "group": a.label.group}
                 for a, b in islice(misses(outcomes), limit)
             ],
+            "false_links_by_relation": dict(by_relation(false_links(outcomes)).most_common()),
+            "misses_by_relation": dict(by_relation(misses(outcomes)).most_common()),
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return
@@ -897,6 +917,11 @@ def report(
         )
     if limit is not None and m.fn > limit:
         print(f"  ... and {m.fn - limit} more misses (see --max-list)")
+    if any(label.relation != "-" for label in labels):
+        for what, found in (("false links", false_links), ("misses", misses)):
+            counts = by_relation(found(outcomes)).most_common()
+            shown = ", ".join(f"{kind} {n}" for kind, n in counts) or "none"
+            print(f"{what} by relation: {shown}")
     print(final_line(m, poll.seconds, poll.dedup_seconds))
 
 

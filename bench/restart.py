@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from aggregator.config import settings_from_mapping
-from aggregator.dedup import Signature, parameters
+from aggregator.dedup.index import Signature, parameters
 from aggregator.linker import Linker
 from aggregator.models import Settings
 from aggregator.store import Store

@@ -24,7 +24,7 @@ QUICK = {
     "dedup_stage.py": ["--items", "20000"],
     "restart.py": ["--items", "200000"],
     "reuters.py": ["--sample", "50"],
-    "thresholds.py": [],
+    "fit_verdict.py": [],
     "tickers.py": [],
 }
 FULL = {

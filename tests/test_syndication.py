@@ -15,20 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.dedup import CandidateIndex, Signature, Signer, band_keys, band_layout
+from aggregator.dedup.features import compare, identical, is_correction
+from aggregator.dedup.index import CandidateIndex, Signature, Signer, band_keys, band_layout
+from aggregator.dedup.place import Match, choose_parent, credits_between, earlier, relation
 from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
-from aggregator.syndication import (
-    Match,
-    choose_parent,
-    compare,
-    credits_between,
-    earlier,
-    identical,
-    is_copy,
-    is_correction,
-    relation,
-)
 from aggregator.text import prepare_body
+from tests.verdicts import is_copy
 
 SETTINGS = DedupSettings()
 SIZE = SETTINGS.shingle_size

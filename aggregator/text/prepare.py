@@ -7,11 +7,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from aggregator.models import PreparedText, SigningView
+from aggregator.models import PreparedText, SigningView, Slot
 from aggregator.text.tokens import (
     _APOSTROPHES,
     _fingerprint,
     _line_tokens,
+    cased_tokens,
     encoded_shingles,
     paragraphs,
     shingles,
@@ -88,6 +89,10 @@ def prepare_body(
     facts = [_paragraph_facts(line, shingle_size) for line in lines]
     line_figures = tuple(fact.figures for fact in facts)
     line_names = tuple(fact.names for fact in facts)
+    prose = [fact for fact in facts if fact.prose]
+    if sum(fact.words for fact in prose) < _MIN_PROSE_WORDS:
+        prose = facts
+    prose_set = {id(fact) for fact in prose}
     return PreparedText(
         lines=tuple(lines),
         line_keys=tuple(keys),
@@ -102,7 +107,31 @@ def prepare_body(
         line_figures=line_figures,
         line_names=line_names,
         line_subjects=tuple(fact.subject for fact in facts),
+        prose_shingles=frozenset().union(*(fact.hashed for fact in prose)),
+        prose_short=frozenset().union(*(fact.short for fact in prose)),
+        prose_masked=frozenset().union(*(fact.masked for fact in prose)),
+        prose_unquoted=frozenset().union(*(fact.unquoted for fact in prose)),
+        prose_slots=frozenset().union(*(fact.slots for fact in prose)),
+        prose_figures=tuple(
+            word
+            for fact, chunk in zip(facts, line_words, strict=True)
+            if id(fact) in prose_set
+            for word in chunk
+            if word in fact.figures
+        ),
     )
+
+
+# Below this many words of prose, a text is judged on all its kept paragraphs.
+_MIN_PROSE_WORDS = 20
+# A prose paragraph: at least this many words, under these shares of figures and
+# of capitalised words (datelines, bylines, price widgets and link lists are
+# short, or mostly figures or names). Shape only, so any language and the
+# ciphered dev set alike.
+_MIN_PROSE_LINE_WORDS = 8
+_MAX_PROSE_FIGURES = 0.3
+_MAX_PROSE_CAPITALISED = 0.6
+SHORT_SHINGLE = 3
 
 
 def _body_shingles(
@@ -139,6 +168,14 @@ class _ParagraphFacts:
     skeleton_shingles: frozenset[str]
     names: frozenset[str]
     subject: frozenset[str]
+    words: int
+    prose: bool
+    # Hashed shingles (see PreparedText.prose_shingles).
+    hashed: frozenset[int]
+    short: frozenset[int]
+    masked: frozenset[int]
+    unquoted: frozenset[int]
+    slots: frozenset[Slot]
 
 
 # A copy shares most of its paragraphs with the text it was copied from, and both are
@@ -150,6 +187,18 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
     figures = frozenset(w for w in chunk if w[0].isdigit())
     skeleton = [("#" if w in figures else w) for w in chunk] if figures else chunk
     inside = frozenset(shingles(chunk, shingle_size) if len(chunk) >= shingle_size else ())
+    capitalised, quoted = cased_tokens(line, len(chunk))
+    count = len(chunk) or 1
+    masked = [
+        "#" if word in figures else "N" if upper else word
+        for word, upper in zip(chunk, capitalised, strict=True)
+    ]
+    masked_shingles = shingles(masked, shingle_size)
+    unquoted = [
+        hash(shingle)
+        for start, shingle in enumerate(shingles(chunk, shingle_size))
+        if not any(quoted[start : start + shingle_size])
+    ]
     return _ParagraphFacts(
         figures=figures,
         shingles=inside,
@@ -161,7 +210,33 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
         ),
         names=proper_names([line]),
         subject=subject_of(line) if len(chunk) >= _MIN_LEAD_LINE_WORDS else frozenset(),
+        words=len(chunk),
+        prose=len(chunk) >= _MIN_PROSE_LINE_WORDS
+        and sum(1 for word in chunk if word in figures) < _MAX_PROSE_FIGURES * count
+        and sum(capitalised) < _MAX_PROSE_CAPITALISED * count,
+        hashed=frozenset(hash(shingle) for shingle in inside),
+        short=frozenset(hash(shingle) for shingle in shingles(chunk, SHORT_SHINGLE)),
+        masked=frozenset(hash(shingle) for shingle in masked_shingles),
+        unquoted=frozenset(unquoted),
+        slots=frozenset(_slots(chunk, masked, figures, shingle_size)),
     )
+
+
+def _slots(
+    chunk: Sequence[str], masked: Sequence[str], figures: frozenset[str], size: int
+) -> Iterable[Slot]:
+    """A Slot for each shingle of the paragraph with a figure or a name in it."""
+    for start in range(max(0, len(chunk) - size + 1)):
+        window = masked[start : start + size]
+        if all(word not in ("#", "N") for word in window):
+            continue
+        words = chunk[start : start + size]
+        yield (
+            hash(" ".join(window)),
+            # The words with only the figures masked: equal when the names are.
+            hash(" ".join("#" if word in figures else word for word in words)),
+            tuple(word for word in words if word in figures),
+        )
 
 
 # "Via Tradevane: ..." or "EXCLUSIVE: ..." glued in front of the first sentence.

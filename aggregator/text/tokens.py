@@ -13,7 +13,7 @@ from collections.abc import Sequence
 # Currency signs and house-style spellings of "per cent" are dropped or unified so
 # that a licensed re-edit ("US$38 million", "3.5 per cent") still shares word
 # sequences and figures with the original ("$38 million", "3.5%").
-_APOSTROPHES = re.compile("(?<=\\w)['\u2019](?=\\w)")
+_APOSTROPHES = re.compile("(?<=\\w)['\u2018\u2019\u02bc\u2032](?=\\w)")
 # Case-sensitive, applied before case folding: "A$5" is Australian, "a $5" is English.
 _CURRENCY_PREFIX = re.compile(r"\b(?:U\.?S|USD|AUD?|A|C|CA|NZ|HK|S|SG|us)\s?\$")
 _PERCENT = re.compile(r"\b(?:per\s?cent|pct)\b|%")
@@ -78,6 +78,35 @@ def _line_tokens(text: str) -> tuple[str, ...]:
         number_words = _NUMBER_WORDS
         words = [number_words.get(word, word) for word in words]
     return tuple(words)
+
+
+# Typographic quotes as plain double quotes, for telling quoted words apart.
+_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033", '"'))
+_CASED_TOKEN = re.compile(r'\d+(?:[.,/]\d+)*|[^\W\d_]+|"')
+
+
+def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """For each of the `count` tokens() of `line`: is it capitalised, is it inside
+    double quotes. All False where the two tokenisations do not line up."""
+    folded = unicodedata.normalize("NFKC", line).translate(_QUOTES)
+    if "$" in folded:
+        folded = _CURRENCY_PREFIX.sub("$", folded)
+    folded = _APOSTROPHES.sub("", folded)
+    if "%" in folded or "per" in folded.casefold() or "pct" in folded.casefold():
+        folded = _PERCENT.sub(" pct ", folded)
+    capitalised: list[bool] = []
+    quoted: list[bool] = []
+    inside = False
+    for match in _CASED_TOKEN.finditer(folded):
+        token = match.group()
+        if token == '"':
+            inside = not inside
+            continue
+        capitalised.append(token[0].isupper())
+        quoted.append(inside)
+    if len(capitalised) != count:
+        return (False,) * count, (False,) * count
+    return tuple(capitalised), tuple(quoted)
 
 
 def is_figure(token: str) -> bool:

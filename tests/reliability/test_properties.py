@@ -10,10 +10,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.dedup import CandidateIndex, band_layout
+from aggregator.dedup.features import compare
+from aggregator.dedup.index import CandidateIndex, band_layout
+from aggregator.dedup.place import Match, choose_parent
 from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
-from aggregator.syndication import Match, choose_parent, compare, is_copy
 from aggregator.text import (
     canonical_url,
     html_to_text,
@@ -27,6 +28,7 @@ from aggregator.text import (
 from aggregator.text.markup import _CONTROLS, _SPACE_RUNS, _plain_markup_text, _TextExtractor
 from aggregator.text.tickers import _COIN_FIRST_WORDS, _COIN_NAME
 from aggregator.text.tokens import _ASCII_TOKEN, _TOKEN, _WORD_RUN, encoded_shingles
+from tests.verdicts import is_copy
 
 SOAK = bool(os.environ.get("AGGREGATOR_SOAK"))
 EXAMPLES = settings(
