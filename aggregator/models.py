@@ -51,8 +51,12 @@ class DedupSettings:
     seed: int = 1
     shingle_size: int = 5
     lead_words: int = 60
-    body_lsh_threshold: float = 0.3
-    lead_lsh_threshold: float = 0.4
+    # Words per shingle of the body signature: shorter shingles than the verdict's
+    # survive a sub-editor's change every few words; three-word ones are shared by
+    # unrelated figure tables (docs/design.md, "Why two signatures").
+    signed_shingle_size: int = 4
+    body_lsh_threshold: float = 0.2
+    lead_lsh_threshold: float = 0.3
     min_containment: float = 0.7
     min_jaccard: float = 0.3
     min_shingles: int = 15
@@ -409,15 +413,11 @@ class PreparedText:
     prose_shingles: frozenset[int] = frozenset()
     # Three-word shingles: they survive a sub-editor's change every few words.
     prose_short: frozenset[int] = frozenset()
-    # Figures masked as "#" and capitalised words as "N": what a template keeps.
-    prose_masked: frozenset[int] = frozenset()
     # Shingles with no word inside double quotes: two desks quoting one statement
     # share its words and nothing else.
     prose_unquoted: frozenset[int] = frozenset()
     # Each prose shingle with a figure or a name in it, as a Slot.
     prose_slots: frozenset[Slot] = frozenset()
-    # The figures of the prose paragraphs in the order they come.
-    prose_figures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +429,8 @@ class SigningView:
     paragraph_keys: frozenset[str]
     # PreparedText's shingles and lead shingles, encoded as UTF-8 for hashing.
     shingles: frozenset[bytes]
+    # What the body signature is made of: signed_shingle_size shingles, encoded.
+    signed: frozenset[bytes]
     lead_shingles: tuple[bytes, ...]
     # Distinct figures in the kept paragraphs (PreparedText.figures, counted).
     figure_count: int
@@ -457,13 +459,6 @@ class Comparison:
     # masked, the share written with other figures or names: a template changes
     # them, a copy does not. Smoothed: changed / (shared + SUBSTITUTION_PRIOR).
     substitution: float = 0.0
-    # The same counting only passages whose names differ: another company's report
-    # from one template changes them, a later take of a story does not.
-    name_substitution: float = 0.0
-    # The longest run of figures the two give in the same order (not necessarily
-    # adjacent), as a share of the fewer figures; 0 when either has under three.
-    # A paraphrase keeps the figures in order; another desk's story orders its own.
-    figure_order: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,9 +96,13 @@ def digest_text(
     html: str = "",
 ) -> ItemDigest:
     view = signing_view(
-        text, boilerplate, shingle_size=settings.shingle_size, lead_words=settings.lead_words
+        text,
+        boilerplate,
+        shingle_size=settings.shingle_size,
+        lead_words=settings.lead_words,
+        signed_shingle_size=settings.signed_shingle_size,
     )
-    signature = _signer(settings).sign(view.shingles, view.lead_shingles)
+    signature = _signer(settings).sign(view.signed, view.lead_shingles)
     kept_text = "\n".join(view.lines)
     return ItemDigest(
         line_keys=view.paragraph_keys,

@@ -3,9 +3,10 @@
     bench/fit_verdict.py [LABELS.json] [--folds K] [--json]
     (default: ../shared/corpus/syndication-dev/labels.json)
 
-Every page is prepared as the linker prepares it (no learned boilerplate: the
-dev set has one or two pages a site), every pair is measured by the product's
-own compare() and pair_features(), and a logistic model over a few of
+Every page is served and stored as bench/eval_dedup.py does it (paragraphs as HTML,
+read back by the product's markup stage), then prepared as the linker prepares it
+(no learned boilerplate: the dev set has one or two pages a site), every pair is
+measured by the product's own compare() and pair_features(), and a logistic model over a few of
 verdict.INPUTS is fitted. Folds split the pages by `family` (a story and its
 templated negatives stay together); a pair is scored by the model fitted
 without the folds of both its pages, with the copy threshold chosen on that
@@ -37,7 +38,10 @@ from aggregator.dedup.verdict import (
     settled,
 )
 from aggregator.models import DedupSettings
-from aggregator.text import prepare_body, tokens
+from aggregator.text import html_to_text, prepare_body, tokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_dedup import text_to_html
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LABELS = HERE.parents[1] / "shared" / "corpus" / "syndication-dev" / "labels.json"
@@ -53,9 +57,6 @@ CANDIDATES = [
     ("short_containment", "unquoted_containment", "substitution", "headline_overlap"),
     ("short_containment", "unquoted_containment", "substitution", "aligned"),
     ("short_containment", "unquoted_containment", "substitution", "containment", "jaccard"),
-    ("short_containment", "substitution", "figure_order"),
-    ("short_containment", "unquoted_containment", "substitution", "figure_order"),
-    ("prose_containment", "short_containment", "substitution", "figure_order"),
 ]
 L2 = 1.0
 # The templates the substitution limit is placed against: those sharing this much.
@@ -72,6 +73,11 @@ def load(path: Path) -> list[dict[str, str]]:
         raise SystemExit(f"error: {path}: {e}") from e
 
 
+def as_polled(text: str) -> str:
+    """The text as the product stores it after eval_dedup.py serves it in a feed."""
+    return html_to_text(text_to_html(text))
+
+
 def when(label: dict[str, str]) -> datetime:
     return datetime.fromisoformat(label["published"].replace("Z", "+00:00"))
 
@@ -80,7 +86,7 @@ def measure(labels: Sequence[dict[str, str]], settings: DedupSettings) -> list[t
     """(i, j, PairFeatures) for every pair of pages."""
     prepared = [
         prepare_body(
-            label["text"],
+            as_polled(label["text"]),
             frozenset(),
             shingle_size=settings.shingle_size,
             lead_words=settings.lead_words,

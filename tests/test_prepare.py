@@ -330,7 +330,9 @@ def test_blank_lines_and_indentation_do_not_matter() -> None:
 )
 @pytest.mark.parametrize("boilerplate", [frozenset(), BOILERPLATE])
 def test_signing_view_is_what_prepare_body_signs(text: str, boilerplate: frozenset[str]) -> None:
-    view = signing_view(text, boilerplate, shingle_size=SIZE, lead_words=LEAD)
+    view = signing_view(
+        text, boilerplate, shingle_size=SIZE, lead_words=LEAD, signed_shingle_size=3
+    )
     prepared = prepare(text, boilerplate)
     assert view.lines == prepared.lines
     assert view.shingles == {shingle.encode("utf-8") for shingle in prepared.shingles}

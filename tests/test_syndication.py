@@ -747,7 +747,8 @@ def test_copies_are_found() -> None:
 
 def test_summary_is_found_through_its_lead() -> None:
     summary, full = prep(SUMMARY), prep(ORIGINAL)
-    assert compare(summary, full, SIZE).jaccard < SETTINGS.body_lsh_threshold
+    # As whole texts they are far apart; their leads are the same.
+    assert compare(summary, full, SIZE).jaccard < 0.3
     assert summary.lead_shingles == full.lead_shingles[: len(summary.lead_shingles)]
     index, ids = index_of(original=ORIGINAL)
     signature = sign(SUMMARY)

@@ -111,17 +111,15 @@ def compare(a: PreparedText, b: PreparedText, shingle_size: int) -> Comparison:
         prose_containment=_share(a.prose_shingles, b.prose_shingles),
         short_containment=_share(a.prose_short, b.prose_short),
         unquoted_containment=_share(a.prose_unquoted, b.prose_unquoted),
-        substitution=substitution(a.prose_slots, b.prose_slots, names_only=False),
-        name_substitution=substitution(a.prose_slots, b.prose_slots, names_only=True),
-        figure_order=figure_order(a.prose_figures, b.prose_figures),
+        substitution=substitution(a.prose_slots, b.prose_slots),
     )
 
 
-def substitution(a: frozenset[Slot], b: frozenset[Slot], *, names_only: bool) -> float:
+def substitution(a: frozenset[Slot], b: frozenset[Slot]) -> float:
     """Share of the masked passages both texts have that they write differently.
 
-    Figures differ only beyond rounding ("704.885" and "704.88" agree: sub-editors
-    round); with `names_only`, a passage differs only where its names do.
+    Figures differ only beyond rounding: "704.885" and "704.88" agree (sub-editors
+    round), "720" and "712" do not.
     """
     if not a or not b:
         return 0.0
@@ -135,15 +133,14 @@ def substitution(a: frozenset[Slot], b: frozenset[Slot], *, names_only: bool) ->
     changed = sum(
         1
         for masked, slots in theirs.items()
-        if not any(_agree(x, y, names_only) for x in mine[masked] for y in slots)
+        if not any(_agree(x, y) for x in mine[masked] for y in slots)
     )
     return changed / (len(theirs) + SUBSTITUTION_PRIOR)
 
 
-def _agree(x: Slot, y: Slot, names_only: bool) -> bool:
-    if x[1] != y[1]:
-        return False
-    return names_only or all(same_figure(f, g) for f, g in zip(x[2], y[2], strict=True))
+def _agree(x: Slot, y: Slot) -> bool:
+    """The same names, and figures equal up to rounding."""
+    return x[1] == y[1] and all(same_figure(f, g) for f, g in zip(x[2], y[2], strict=True))
 
 
 def same_figure(a: str, b: str) -> bool:
@@ -167,26 +164,6 @@ def _decimals(figure: str) -> int | None:
     return len(fraction)
 
 
-MIN_ORDERED_FIGURES = 3
-# Beyond this many figures a side, only the first are compared: the order test is
-# quadratic, and a page opening (the part a copy keeps) rarely holds more.
-MAX_ORDERED_FIGURES = 60
-
-
-def figure_order(a: Sequence[str], b: Sequence[str]) -> float:
-    """Longest common subsequence of two figure sequences, over the shorter's length."""
-    a, b = a[:MAX_ORDERED_FIGURES], b[:MAX_ORDERED_FIGURES]
-    if min(len(a), len(b)) < MIN_ORDERED_FIGURES:
-        return 0.0
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for k, y in enumerate(b):
-            current.append(previous[k] + 1 if x == y else max(previous[k + 1], current[k]))
-        previous = current
-    return previous[-1] / min(len(a), len(b))
-
-
 def identical(shingle_count: int, figure_count: int) -> Comparison:
     """compare() of a prepared body with itself, worked out from two counts.
 
@@ -207,8 +184,6 @@ def identical(shingle_count: int, figure_count: int) -> Comparison:
         short_containment=whole,
         unquoted_containment=whole,
         substitution=0.0,
-        name_substitution=0.0,
-        figure_order=1.0 if figure_count >= MIN_ORDERED_FIGURES else 0.0,
     )
 
 

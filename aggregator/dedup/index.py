@@ -57,6 +57,7 @@ def parameters(settings: DedupSettings) -> dict[str, object]:
         "num_perm": settings.num_perm,
         "seed": settings.seed,
         "shingle_size": settings.shingle_size,
+        "signed_shingle_size": settings.signed_shingle_size,
         "lead_words": settings.lead_words,
         "scheme": SCHEME,
         "hash_function": HASH_FUNCTION,

@@ -117,8 +117,6 @@ INPUTS: Mapping[str, Callable[[PairFeatures], float]] = {
     "short_containment": lambda f: f.text.short_containment,
     "unquoted_containment": lambda f: f.text.unquoted_containment,
     "substitution": lambda f: f.text.substitution,
-    "name_substitution": lambda f: f.text.name_substitution,
-    "figure_order": lambda f: f.text.figure_order,
     "containment": lambda f: f.text.containment,
     "jaccard": lambda f: f.text.jaccard,
     "aligned": lambda f: float(f.text.aligned),
@@ -133,18 +131,18 @@ INPUTS: Mapping[str, Callable[[PairFeatures], float]] = {
 # threshold and substitution limit chosen on its training pages): precision 0.975,
 # recall 0.975. Refit and paste its last lines here whenever a feature changes.
 FITTED_WEIGHTS: Mapping[str, float] = {
-    "short_containment": 3.66,
-    "unquoted_containment": 3.226,
-    "substitution": -2.866,
+    "short_containment": 3.662,
+    "unquoted_containment": 3.257,
+    "substitution": -3.029,
 }
-FITTED_BIAS = -2.584
-FITTED_THRESHOLD = 0.4
+FITTED_BIAS = -2.449
+FITTED_THRESHOLD = 0.45
 # Above this substitution a pair is a template, whatever else it shares: halfway
 # between the most substituted copy (0.16, a later take that rounds its figures
 # otherwise) and the least substituted template that overlaps as much as a copy.
 # A limit rather than a weight because a linear score lets a template that shares
 # nearly all its words outweigh its changed figures.
-MAX_SUBSTITUTION = 0.207
+MAX_SUBSTITUTION = 0.24
 
 
 @dataclass(frozen=True, slots=True)

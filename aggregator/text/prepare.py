@@ -53,7 +53,12 @@ def _words_and_lead(
 
 
 def signing_view(
-    text: str, boilerplate: frozenset[str], *, shingle_size: int, lead_words: int
+    text: str,
+    boilerplate: frozenset[str],
+    *,
+    shingle_size: int,
+    lead_words: int,
+    signed_shingle_size: int,
 ) -> SigningView:
     """The part of prepare_body() that signing needs, at about a third of its cost.
 
@@ -66,6 +71,7 @@ def signing_view(
         lines=tuple(lines),
         paragraph_keys=every,
         shingles=frozenset(encoded_shingles(words, shingle_size)),
+        signed=frozenset(encoded_shingles(words, signed_shingle_size)),
         lead_shingles=tuple(encoded_shingles(lead, shingle_size)),
         figure_count=len([word for word in set(words) if word[0].isdigit()]),
     )
@@ -92,7 +98,6 @@ def prepare_body(
     prose = [fact for fact in facts if fact.prose]
     if sum(fact.words for fact in prose) < _MIN_PROSE_WORDS:
         prose = facts
-    prose_set = {id(fact) for fact in prose}
     return PreparedText(
         lines=tuple(lines),
         line_keys=tuple(keys),
@@ -109,16 +114,8 @@ def prepare_body(
         line_subjects=tuple(fact.subject for fact in facts),
         prose_shingles=frozenset().union(*(fact.hashed for fact in prose)),
         prose_short=frozenset().union(*(fact.short for fact in prose)),
-        prose_masked=frozenset().union(*(fact.masked for fact in prose)),
         prose_unquoted=frozenset().union(*(fact.unquoted for fact in prose)),
         prose_slots=frozenset().union(*(fact.slots for fact in prose)),
-        prose_figures=tuple(
-            word
-            for fact, chunk in zip(facts, line_words, strict=True)
-            if id(fact) in prose_set
-            for word in chunk
-            if word in fact.figures
-        ),
     )
 
 
@@ -173,7 +170,6 @@ class _ParagraphFacts:
     # Hashed shingles (see PreparedText.prose_shingles).
     hashed: frozenset[int]
     short: frozenset[int]
-    masked: frozenset[int]
     unquoted: frozenset[int]
     slots: frozenset[Slot]
 
@@ -186,19 +182,11 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
     chunk = _line_tokens(line)
     figures = frozenset(w for w in chunk if w[0].isdigit())
     skeleton = [("#" if w in figures else w) for w in chunk] if figures else chunk
-    inside = frozenset(shingles(chunk, shingle_size) if len(chunk) >= shingle_size else ())
+    every = shingles(chunk, shingle_size)
+    inside = frozenset(every if len(chunk) >= shingle_size else ())
     capitalised, quoted = cased_tokens(line, len(chunk))
     count = len(chunk) or 1
-    masked = [
-        "#" if word in figures else "N" if upper else word
-        for word, upper in zip(chunk, capitalised, strict=True)
-    ]
-    masked_shingles = shingles(masked, shingle_size)
-    unquoted = [
-        hash(shingle)
-        for start, shingle in enumerate(shingles(chunk, shingle_size))
-        if not any(quoted[start : start + shingle_size])
-    ]
+    figure_count = sum(1 for word in chunk if word in figures) if figures else 0
     return _ParagraphFacts(
         figures=figures,
         shingles=inside,
@@ -212,30 +200,43 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
         subject=subject_of(line) if len(chunk) >= _MIN_LEAD_LINE_WORDS else frozenset(),
         words=len(chunk),
         prose=len(chunk) >= _MIN_PROSE_LINE_WORDS
-        and sum(1 for word in chunk if word in figures) < _MAX_PROSE_FIGURES * count
+        and figure_count < _MAX_PROSE_FIGURES * count
         and sum(capitalised) < _MAX_PROSE_CAPITALISED * count,
-        hashed=frozenset(hash(shingle) for shingle in inside),
-        short=frozenset(hash(shingle) for shingle in shingles(chunk, SHORT_SHINGLE)),
-        masked=frozenset(hash(shingle) for shingle in masked_shingles),
-        unquoted=frozenset(unquoted),
-        slots=frozenset(_slots(chunk, masked, figures, shingle_size)),
+        hashed=frozenset(map(hash, inside)),
+        short=frozenset(map(hash, shingles(chunk, SHORT_SHINGLE))),
+        unquoted=frozenset(
+            hash(shingle)
+            for start, shingle in enumerate(every)
+            if True not in quoted[start : start + shingle_size]
+        )
+        if True in quoted
+        else frozenset(map(hash, every)),
+        slots=frozenset(_slots(chunk, skeleton, capitalised, shingle_size))
+        if figures or True in capitalised
+        else frozenset(),
     )
 
 
 def _slots(
-    chunk: Sequence[str], masked: Sequence[str], figures: frozenset[str], size: int
+    chunk: Sequence[str], skeleton: Sequence[str], capitalised: Sequence[bool], size: int
 ) -> Iterable[Slot]:
     """A Slot for each shingle of the paragraph with a figure or a name in it."""
+    masked = [
+        "N" if upper and word != "#" else word
+        for word, upper in zip(skeleton, capitalised, strict=True)
+    ]
     for start in range(max(0, len(chunk) - size + 1)):
         window = masked[start : start + size]
-        if all(word not in ("#", "N") for word in window):
+        if "#" not in window and "N" not in window:
             continue
-        words = chunk[start : start + size]
+        figured = skeleton[start : start + size]
         yield (
             hash(" ".join(window)),
             # The words with only the figures masked: equal when the names are.
-            hash(" ".join("#" if word in figures else word for word in words)),
-            tuple(word for word in words if word in figures),
+            hash(" ".join(figured)),
+            tuple([word for word in chunk[start : start + size] if word[0].isdigit()])
+            if "#" in figured
+            else (),
         )
 
 

@@ -82,12 +82,14 @@ def _line_tokens(text: str) -> tuple[str, ...]:
 
 # Typographic quotes as plain double quotes, for telling quoted words apart.
 _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033", '"'))
-_CASED_TOKEN = re.compile(r'\d+(?:[.,/]\d+)*|[^\W\d_]+|"')
+# tokens()'s words and numbers, plus the quotes and sentence ends between them.
+_CASED_TOKEN = re.compile(r'\d+(?:[.,/]\d+)*|[^\W\d_]+|["!?]|\.(?!\d)')
 
 
 def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
-    """For each of the `count` tokens() of `line`: is it capitalised, is it inside
-    double quotes. All False where the two tokenisations do not line up."""
+    """For each of the `count` tokens() of `line`: is it a capitalised word that does
+    not open a sentence (a name, most likely), is it inside double quotes. All False
+    where the two tokenisations do not line up."""
     folded = unicodedata.normalize("NFKC", line).translate(_QUOTES)
     if "$" in folded:
         folded = _CURRENCY_PREFIX.sub("$", folded)
@@ -97,13 +99,17 @@ def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, .
     capitalised: list[bool] = []
     quoted: list[bool] = []
     inside = False
-    for match in _CASED_TOKEN.finditer(folded):
-        token = match.group()
+    opening = True
+    for token in _CASED_TOKEN.findall(folded):
         if token == '"':
             inside = not inside
             continue
-        capitalised.append(token[0].isupper())
+        if token in ".!?":
+            opening = True
+            continue
+        capitalised.append(token[0].isupper() and not opening)
         quoted.append(inside)
+        opening = False
     if len(capitalised) != count:
         return (False,) * count, (False,) * count
     return tuple(capitalised), tuple(quoted)
