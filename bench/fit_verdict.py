@@ -32,6 +32,7 @@ import numpy as np
 from aggregator.dedup.features import compare, is_correction, pair_features
 from aggregator.dedup.verdict import (
     INPUTS,
+    MIN_CALIBRATED_SHINGLES,
     CalibratedVerdict,
     RuleVerdict,
     quoted_blurb,
@@ -273,7 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = RuleVerdict(settings)
     calibrated = CalibratedVerdict(settings)
     # Pairs the shared rules settle (too short to judge, one address) are not fitted on.
-    fixed = tuple(None if (s := settled(f, settings)) is None else s.copy for _, _, f in rows)
+    # The shared rules settle some pairs, and pairs of short texts go to the rules.
+    fixed = tuple(
+        s.copy
+        if (s := settled(f, settings)) is not None
+        else rules.judge(f).copy
+        if f.shorter_shingles < MIN_CALIBRATED_SHINGLES
+        else None
+        for _, _, f in rows
+    )
     vetoed = np.array([quoted_blurb(f, settings) for _, _, f in rows])
     y = np.array([float(groups[i] == groups[j]) for i, j, _ in rows])
     near = np.array([f.text.short_containment >= NEAR for _, _, f in rows])

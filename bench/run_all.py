@@ -20,6 +20,10 @@ QUICK = {
     "cold_poll.py": ["--feeds", "200", "--runs", "3"],
     "eval_dedup.py --generate": ["--generate", "2000"],
     "eval_dedup.py labelled": [str(HERE.parent / "tests" / "data" / "labelled.json")],
+    # The real dev set (../shared); the script says so and exits 2 when it is absent.
+    "eval_dedup.py dev": [
+        str(HERE.parents[1] / "shared" / "corpus" / "syndication-dev" / "labels.json")
+    ],
     "search.py": ["--items", "20000", "--queries", "100"],
     "dedup_stage.py": ["--items", "20000"],
     "restart.py": ["--items", "200000"],
