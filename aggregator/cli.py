@@ -439,6 +439,7 @@ def _item_json(item: StoredItem) -> dict[str, object]:
         "relation": item.relation,
         "similarity": item.similarity,
         "containment": item.containment,
+        "score": item.score,
         "lag_seconds": item.lag_seconds,
         "method": item.method,
         "story_size": item.story_size,
@@ -481,6 +482,12 @@ def _filter_options(func: F) -> F:
             "--relation", type=click.Choice(_RELATIONS), help="Only items with this relation."
         ),
         click.option("--originals", is_flag=True, help="One row per story: its original."),
+        click.option(
+            "--min-score",
+            type=click.FloatRange(0, 1),
+            metavar="S",
+            help="Originals, and copies whose copy verdict scored at least S (0-1).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -503,6 +510,7 @@ def _item_filter(store: Store, now: datetime, **options: Any) -> ItemFilter:
         tickers=tuple(options.get("tickers") or ()),
         relation=options.get("relation"),
         originals=bool(options.get("originals")),
+        min_score=options.get("min_score"),
     )
 
 

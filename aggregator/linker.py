@@ -513,6 +513,7 @@ class Linker:
                 self._move_story(story_id, story)
 
         known = {m.member.id: m.comparison for m in matches}
+        scores = {m.member.id: m.score for m in matches}
         if new_is_root:
             self._set_link(_original(member.id, method))
             kind = Relation.ORIGINAL
@@ -522,7 +523,9 @@ class Linker:
                 parent = Match(earliest, self._compare(lazy(), earliest, boilerplate))
                 method = "published"
             kind = relation(member, parent.member, parent.comparison, self._settings)
-            self._set_link(_child(member, parent.member, story, kind, parent.comparison, method))
+            self._set_link(
+                _child(member, parent.member, story, kind, parent.comparison, method, parent.score)
+            )
 
         for root in roots.values():
             if root.id in (story, member.id):
@@ -548,6 +551,7 @@ class Linker:
                     relation(root, above, comparison, self._settings),
                     comparison,
                     how,
+                    scores.get(root.id) if above is member else None,
                 )
             )
         return kind.value
@@ -647,6 +651,7 @@ def _child(
     kind: Relation,
     comparison: Comparison,
     method: str,
+    score: float | None,
 ) -> Link:
     return Link(
         item_id=child.id,
@@ -657,6 +662,7 @@ def _child(
         containment=comparison.containment,
         lag_seconds=_lag(child, parent),
         method=method,
+        score=score,
     )
 
 

@@ -343,6 +343,8 @@ class StoredItem:
     story_size: int = 1
     tickers: tuple[str, ...] = ()
     canonical_url: str | None = None
+    # The verdict's score for this item and its parent (None for an original).
+    score: float | None = None
     # The change number of the last write to this item (export cursors compare it).
     change_seq: int = 0
 
@@ -488,3 +490,5 @@ class Link:
     containment: float | None
     lag_seconds: int | None
     method: str | None
+    # The verdict's score for this item and its parent (None where none was weighed).
+    score: float | None = None

@@ -72,6 +72,8 @@ TABLES: dict[str, tuple[str, str, dict[str, str]]] = {
             "publisher, corrected) or duplicate.",
             "similarity": "Estimated Jaccard similarity of the bodies with the parent (0-1).",
             "containment": "Share of the shorter body found in the longer one (0-1).",
+            "score": "The copy verdict's score for the item and its parent (0-1); "
+            "empty for an original.",
             "lag_seconds": "Seconds from the parent's publication to this copy's.",
             "method": "The signal that chose the parent: attribution, published, "
             "first_seen or merge.",

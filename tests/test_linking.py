@@ -24,6 +24,7 @@ from aggregator.linker import rebuild
 from aggregator.models import Settings, StoredItem
 from aggregator.pipeline import poll
 from aggregator.store import Store
+from aggregator.store.queries import ItemFilter
 from tests.feeds import NOW, make_settings, rfc822, rss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -628,3 +629,59 @@ def test_rebuild_recomputes_tickers_of_stored_items(
     rebuild(store, settings, since=None)
     (again,) = store.items(limit=None)
     assert again.tickers == ("PLM",)
+
+
+def test_each_link_keeps_its_verdict_score_and_items_filter_by_it(
+    httpserver: HTTPServer, tmp_path: Path, store: Store
+) -> None:
+    feeds = {
+        "harrow-daily": serve(httpserver, "/o", [item("o", ARTICLE, 0)]),
+        "pipwatch": serve(
+            httpserver, "/c", [item("c", [*CHROME_TOP, *ARTICLE, *CHROME_BOTTOM], 40)]
+        ),
+    }
+    settings = settings_for(tmp_path, feeds)
+    poll_names(store, settings, "harrow-daily", "pipwatch")
+    items = by_feed(store)
+    original, copy = items["harrow-daily"], items["pipwatch"]
+    assert copy.parent_id == original.id
+    assert original.score is None
+    assert copy.score is not None and 0.5 < copy.score <= 1.0
+
+    def listed(min_score: float) -> set[str]:
+        return {i.feed for i in store.filtered_items(ItemFilter(min_score=min_score), None)}
+
+    assert listed(copy.score) == {"harrow-daily", "pipwatch"}
+    # Above the copy's score only the original is left.
+    assert listed(min(1.0, copy.score + 0.001)) == {"harrow-daily"}
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\npath = "{settings.db_path}"\n', encoding="utf-8")
+    store.close()
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "--config",
+            str(config),
+            "items",
+            "--json",
+            "--min-score",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    records = json.loads(shown.stdout)
+    assert [r["feed"] for r in records] == ["harrow-daily"]
+    assert records[0]["score"] is None
+    refused = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--config", str(config), "items", "--min-score", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -15,8 +15,8 @@ from aggregator.models import Comparison, DedupSettings, Member, Relation
 class Match:
     member: Member
     comparison: Comparison
-    # The verdict's score for the pair.
-    score: float = 1.0
+    # The verdict's score for the pair (None for a pair it did not weigh).
+    score: float | None = None
 
 
 def relation(

@@ -208,7 +208,8 @@ class LinkStore:
     def set_link(self, link: Link) -> None:
         self._conn.execute(
             "UPDATE items SET story_id = ?, parent_id = ?, relation = ?, similarity = ?, "
-            "containment = ?, lag_seconds = ?, method = ?, change_seq = ? WHERE id = ?",
+            "containment = ?, lag_seconds = ?, method = ?, score = ?, change_seq = ? "
+            "WHERE id = ?",
             (
                 link.story_id,
                 link.parent_id,
@@ -217,6 +218,7 @@ class LinkStore:
                 None if link.containment is None else round(link.containment, 4),
                 link.lag_seconds,
                 link.method,
+                None if link.score is None else round(link.score, 4),
                 self._change_seq(),
                 link.item_id,
             ),
@@ -232,7 +234,7 @@ class LinkStore:
         """Every item (published since `since`) back to the original of its own story."""
         self._conn.execute(
             "UPDATE items SET story_id = id, parent_id = NULL, relation = ?, similarity = NULL, "
-            "containment = NULL, lag_seconds = NULL, method = NULL, change_seq = ? "
+            "containment = NULL, lag_seconds = NULL, method = NULL, score = NULL, change_seq = ? "
             "WHERE published >= ?",
             (Relation.ORIGINAL.value, self._change_seq(), format_time(since) if since else ""),
         )

@@ -40,6 +40,8 @@ class ItemFilter:
     tickers: tuple[str, ...] = ()
     relation: str | None = None
     originals: bool = False
+    # Originals, and copies whose verdict scored at least this.
+    min_score: float | None = None
 
     def sql(self) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
@@ -70,6 +72,9 @@ class ItemFilter:
             params.append(self.relation)
         if self.originals:
             clauses.append("coalesce(items.story_id, items.id) = items.id")
+        if self.min_score is not None:
+            clauses.append("(items.parent_id IS NULL OR coalesce(items.score, 0) >= ?)")
+            params.append(self.min_score)
         return clauses, params
 
 

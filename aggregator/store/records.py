@@ -42,6 +42,7 @@ def stored_item(row: dict[str, Any], tickers: tuple[str, ...] = ()) -> StoredIte
         tickers=tickers,
         canonical_url=row.get("canonical_url"),
         change_seq=row.get("change_seq") or 0,
+        score=row.get("score"),
     )
 
 

@@ -310,6 +310,13 @@ def _m010_signature_text_by_reference(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def _m011_link_score(db: sqlite_utils.Database) -> None:
+    # The verdict's score for an item and its parent: NULL for originals, for links
+    # made before the score was kept, and for links the verdict did not weigh (a
+    # former original re-hung in a merge).
+    db.table("items").add_column("score", float)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -325,4 +332,5 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
         "signatures.text only where it differs from the item's body",
         _m010_signature_text_by_reference,
     ),
+    (11, "items.score: the verdict's score of each link", _m011_link_score),
 )
