@@ -241,6 +241,7 @@ class Linker:
                     for item in items
                     if item.item_id in fresh
                 ],
+                self.boilerplate_now(feed.id),
             )
         # Feeds whose lines were just learned may have new boilerplate; the others'
         # stands as read earlier in this transaction.
@@ -724,6 +725,11 @@ def rebuild(
                     store.learn_lines(
                         feed_id,
                         [{line_fingerprint(line) for line in paragraphs(i.text)} for i in items],
+                        store.boilerplate(
+                            feed_id,
+                            settings.dedup.boilerplate_min_items,
+                            settings.dedup.boilerplate_min_share,
+                        ),
                     )
         store.set_dedup_params(current, datetime.now(UTC))
     if since is not None:

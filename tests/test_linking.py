@@ -25,6 +25,7 @@ from aggregator.models import Settings, StoredItem
 from aggregator.pipeline import poll
 from aggregator.store import Store
 from aggregator.store.queries import ItemFilter
+from aggregator.text import line_fingerprint
 from tests.feeds import NOW, make_settings, rfc822, rss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -685,3 +686,48 @@ def test_each_link_keeps_its_verdict_score_and_items_filter_by_it(
         check=False,
     )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+DISCLAIMER = "Disclaimer: the content above is general information only and not investment advice."
+STORY_B = [
+    "Dock workers at the port of Halden ended a nine-day strike on Friday after the "
+    "operator agreed to raise wages by 6 per cent over two years and hire 140 more staff.",
+    "Shipping lines had diverted more than 30 vessels to neighbouring ports during the "
+    "stoppage, and a backlog of containers is expected to take a fortnight to clear.",
+]
+
+
+@pytest.mark.parametrize("polls", [1, 5], ids=["one-poll", "a-poll-per-item"])
+def test_boilerplate_learning_keeps_a_storys_own_paragraphs(
+    httpserver: HTTPServer, tmp_path: Path, store: Store, polls: int
+) -> None:
+    # A small feed carrying three takes of one story, each with one paragraph of its
+    # own, and two other stories; all five end with the site's disclaimer.
+    takes = [
+        item(f"take{n}", [*ARTICLE, f"Update {n}: shares closed {n} cents up.", DISCLAIMER], n)
+        for n in range(3)
+    ]
+    others = [
+        item("other-a", [*OTHER, DISCLAIMER], 10, title="Stablecoin settlement doubles"),
+        item("other-b", [*STORY_B, DISCLAIMER], 20, title="Port strike ends"),
+    ]
+    entries = [*takes, *others]
+    copy = serve(httpserver, "/p", [item("copy", [*CHROME_TOP, *ARTICLE], 60)])
+    settings = settings_for(tmp_path, {"harrow-daily": httpserver.url_for("/h"), "pipwatch": copy})
+    batches = [entries] if polls == 1 else [entries[: n + 1] for n in range(len(entries))]
+    for batch in batches:
+        httpserver.clear_assertions()
+        httpserver.expect_oneshot_request("/h").respond_with_data(
+            rss(batch), content_type="application/rss+xml"
+        )
+        poll_names(store, settings, "harrow-daily")
+    poll_names(store, settings, "pipwatch")
+    feed = next(f for f in store.feeds(in_config_only=False) if f.name == "harrow-daily")
+    learned = store.boilerplate(
+        feed.id, settings.dedup.boilerplate_min_items, settings.dedup.boilerplate_min_share
+    )
+    assert line_fingerprint(DISCLAIMER) in learned
+    assert not {line_fingerprint(p) for p in ARTICLE} & learned
+    # So the story is still there to link: the syndicator's copy joins it.
+    items = {i.entry_key: i for i in store.items(limit=None)}
+    assert items["copy"].story_id == items["take0"].story_id

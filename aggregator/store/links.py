@@ -85,14 +85,46 @@ class LinkStore:
 
     # -- boilerplate --------------------------------------------------------------
 
-    def learn_lines(self, feed_id: int, items: Sequence[Iterable[str]]) -> None:
-        """Count each distinct line fingerprint once per item of the feed."""
+    def learn_lines(
+        self, feed_id: int, items: Sequence[Iterable[str]], known: frozenset[str] = frozenset()
+    ) -> None:
+        """Count each distinct line fingerprint of the feed once per story it is seen in.
+
+        Chrome recurs beside other stories; a story's own paragraphs recur only beside
+        the rest of that story (three takes of one wire, a backfill of repeated
+        copies). So a line counts again only when the item it is seen in is of another
+        story than the last item it was counted for: story_sketch() of each, compared
+        by same_story().
+        """
+        lines_of = [set(lines) for lines in items]
+        wanted = sorted({line for lines in lines_of for line in lines})
+        last: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            last.update(
+                (line, story)
+                for line, story in self._conn.execute(
+                    "SELECT line, last_story FROM feed_lines WHERE feed_id = ? AND line IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [feed_id, *chunk],
+                )
+                if story is not None
+            )
+        counts: Counter[str] = Counter()
+        for lines in lines_of:
+            if not lines:
+                continue
+            sketch = story_sketch(lines, known)
+            for line in lines:
+                if not same_story(last.get(line), sketch):
+                    counts[line] += 1
+                last[line] = sketch
         # One statement for the batch: a feed's chrome repeats in most of its items.
-        counts = Counter(line for lines in items for line in set(lines))
         self._conn.executemany(
-            "INSERT INTO feed_lines (feed_id, line, items) VALUES (?, ?, ?) "
-            "ON CONFLICT(feed_id, line) DO UPDATE SET items = items + excluded.items",
-            [(feed_id, line, count) for line, count in counts.items()],
+            "INSERT INTO feed_lines (feed_id, line, items, last_story) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(feed_id, line) DO UPDATE SET items = items + excluded.items, "
+            "last_story = excluded.last_story",
+            [(feed_id, line, counts[line], last[line]) for line in wanted],
         )
         self._conn.execute(
             "UPDATE feeds SET learned_items = learned_items + ? WHERE id = ?",
@@ -306,3 +338,22 @@ def _member(row: Sequence[Any]) -> Member:
         story_id=row[6],
         parent_id=row[7],
     )
+
+
+# Lines of an item kept in its story sketch: the smallest fingerprints, a bottom-k
+# MinHash of its set of lines.
+SKETCH_LINES = 4
+
+
+def story_sketch(lines: set[str], known: frozenset[str]) -> str:
+    """The smallest fingerprints of an item's lines that are not `known` boilerplate."""
+    return " ".join(sorted(lines - known or lines)[:SKETCH_LINES])
+
+
+def same_story(previous: str | None, sketch: str) -> bool:
+    """Two items share more than half of the smaller sketch: most of their lines (two
+    two-line items that share only a disclaimer are different stories)."""
+    if previous is None:
+        return False
+    mine, theirs = set(sketch.split()), set(previous.split())
+    return len(mine & theirs) * 2 > min(len(mine), len(theirs))

@@ -317,6 +317,12 @@ def _m011_link_score(db: sqlite_utils.Database) -> None:
     db.table("items").add_column("score", float)
 
 
+def _m012_lines_by_story(db: sqlite_utils.Database) -> None:
+    # The story sketch of the last item a line was counted for: lines count once per
+    # run of items of one story, so a story's own paragraphs are not learned as chrome.
+    db.table("feed_lines").add_column("last_story", str)
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -333,4 +339,5 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
         _m010_signature_text_by_reference,
     ),
     (11, "items.score: the verdict's score of each link", _m011_link_score),
+    (12, "feed_lines.last_story: lines counted once per story", _m012_lines_by_story),
 )
