@@ -241,7 +241,8 @@ class Linker:
                     for item in items
                     if item.item_id in fresh
                 ],
-                self.boilerplate_now(feed.id),
+                # Read once: the cache holds it when this transaction read it already.
+                self._boilerplate.get(feed.id) or self.boilerplate_now(feed.id),
             )
         # Feeds whose lines were just learned may have new boilerplate; the others'
         # stands as read earlier in this transaction.

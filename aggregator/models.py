@@ -408,11 +408,10 @@ class PreparedText:
     line_figures: tuple[frozenset[str], ...]
     line_names: tuple[frozenset[str], ...]
     line_subjects: tuple[frozenset[str], ...]
-    # The shapes of its prose paragraphs (docs/design.md, "The verdict"): shingles of
-    # words inside one prose paragraph, hashed; prose is all kept paragraphs when
-    # too few look like prose. Chrome lines (bylines, stamps, widgets, navigation)
-    # are short, or mostly figures or capitalised words.
-    prose_shingles: frozenset[int] = frozenset()
+    # The shapes of its prose paragraphs (docs/design.md, "The verdict"), as hashed
+    # shingles of words inside one prose paragraph; prose is all kept paragraphs
+    # when too few look like prose. Chrome lines (bylines, stamps, widgets,
+    # navigation) are short, or mostly figures or capitalised words.
     # Three-word shingles: they survive a sub-editor's change every few words.
     prose_short: frozenset[int] = frozenset()
     # Shingles with no word inside double quotes: two desks quoting one statement
@@ -453,8 +452,7 @@ class Comparison:
     # The shorter text's shared part starts near the top of the longer one.
     aligned: bool
     # Measured on prose paragraphs only, each as a share of the smaller set:
-    # five-word shingles, three-word shingles, unquoted five-word shingles.
-    prose_containment: float = 0.0
+    # three-word shingles, unquoted five-word shingles.
     short_containment: float = 0.0
     unquoted_containment: float = 0.0
     # Of the passages with a figure or a name that the two share once those are

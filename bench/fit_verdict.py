@@ -51,10 +51,8 @@ DEFAULT_LABELS = HERE.parents[1] / "shared" / "corpus" / "syndication-dev" / "la
 # (ties go to the smaller set).
 CANDIDATES = [
     ("short_containment",),
-    ("prose_containment",),
     ("short_containment", "substitution"),
     ("short_containment", "unquoted_containment", "substitution"),
-    ("prose_containment", "short_containment", "unquoted_containment", "substitution"),
     ("short_containment", "unquoted_containment", "substitution", "headline_overlap"),
     ("short_containment", "unquoted_containment", "substitution", "aligned"),
     ("short_containment", "unquoted_containment", "substitution", "containment", "jaccard"),

@@ -120,7 +120,6 @@ class RuleVerdict:
 
 # What the calibrated model may read: name -> value in [0, 1] of a pair's features.
 INPUTS: Mapping[str, Callable[[PairFeatures], float]] = {
-    "prose_containment": lambda f: f.text.prose_containment,
     "short_containment": lambda f: f.text.short_containment,
     "unquoted_containment": lambda f: f.text.unquoted_containment,
     "substitution": lambda f: f.text.substitution,

@@ -112,7 +112,6 @@ def prepare_body(
         line_figures=line_figures,
         line_names=line_names,
         line_subjects=tuple(fact.subject for fact in facts),
-        prose_shingles=frozenset().union(*(fact.hashed for fact in prose)),
         prose_short=frozenset().union(*(fact.short for fact in prose)),
         prose_unquoted=frozenset().union(*(fact.unquoted for fact in prose)),
         prose_slots=frozenset().union(*(fact.slots for fact in prose)),
@@ -167,8 +166,7 @@ class _ParagraphFacts:
     subject: frozenset[str]
     words: int
     prose: bool
-    # Hashed shingles (see PreparedText.prose_shingles).
-    hashed: frozenset[int]
+    # Hashed shingles (see PreparedText.prose_short).
     short: frozenset[int]
     unquoted: frozenset[int]
     slots: frozenset[Slot]
@@ -202,7 +200,6 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
         prose=len(chunk) >= _MIN_PROSE_LINE_WORDS
         and figure_count < _MAX_PROSE_FIGURES * count
         and sum(capitalised) < _MAX_PROSE_CAPITALISED * count,
-        hashed=frozenset(map(hash, inside)),
         short=frozenset(map(hash, shingles(chunk, SHORT_SHINGLE))),
         unquoted=frozenset(
             hash(shingle)
