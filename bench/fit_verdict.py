@@ -325,7 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("FITTED_WEIGHTS =", weights)
     print(f"FITTED_BIAS = {final.w[-1]:.3f}")
     print(f"FITTED_THRESHOLD = {final.threshold}")
-    print(f"MAX_SUBSTITUTION = {final.max_substitution:.3f}")
+    copies = substitution[near & (y == 1)]
+    print(
+        f"MAX_SUBSTITUTION = {final.max_substitution:.3f}  "
+        f"# most substituted copy {copies.max():.3f}"
+    )
     print(f"fit_verdict: inputs={'+'.join(names)} precision={p:.4f} recall={r:.4f} f1={f1:.4f}")
     return 0
 

@@ -195,6 +195,22 @@ def test_rounded_figures_are_not_substitutions() -> None:
     assert features(changed, ARTICLE).text.substitution > 0.0
 
 
+def test_a_company_named_at_a_sentence_start_is_substituted_like_any_name() -> None:
+    # Reuters-21578's crude postings: "Amoco Corp said it raised ..." and "Texaco Inc
+    # said it raised ..." on one template. The opening capital is the name.
+    posting = [
+        "Amoco said it raised the contract price it will pay for most grades of crude "
+        "oil by fifty cents a barrel, effective today, in a move traders had expected.",
+        "Amoco said the increase brings its posting for the main domestic grade to a "
+        "level last seen in the spring, and other grades were left unchanged.",
+    ]
+    other = replaced(posting, ("Amoco", "Texaco"))
+    assert features(other, posting).text.substitution > 0.0
+    # A sentence's common opener is not a name.
+    opener = replaced(posting, ("Amoco said the increase", "And it said the increase"))
+    assert features(opener, posting).text.substitution == 0.0
+
+
 @pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
 def test_quoted_statement_shared_by_two_desks_is_not_a_copy() -> None:
     statement = (

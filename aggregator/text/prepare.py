@@ -182,7 +182,16 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
     skeleton = [("#" if w in figures else w) for w in chunk] if figures else chunk
     every = shingles(chunk, shingle_size)
     inside = frozenset(every if len(chunk) >= shingle_size else ())
-    capitalised, quoted = cased_tokens(line, len(chunk))
+    capitalised, opens, quoted = cased_tokens(line, len(chunk))
+    # A name opening a sentence ("Texaco said ...") is what a template substitutes.
+    named = (
+        [
+            mid or (first and word not in _OPENERS and word not in _NOT_NAMES)
+            for word, mid, first in zip(chunk, capitalised, opens, strict=True)
+        ]
+        if True in opens
+        else capitalised
+    )
     count = len(chunk) or 1
     figure_count = sum(1 for word in chunk if word in figures) if figures else 0
     return _ParagraphFacts(
@@ -208,8 +217,8 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
         )
         if True in quoted
         else frozenset(map(hash, every)),
-        slots=frozenset(_slots(chunk, skeleton, capitalised, shingle_size))
-        if figures or True in capitalised
+        slots=frozenset(_slots(chunk, skeleton, named, shingle_size))
+        if figures or True in named
         else frozenset(),
     )
 

@@ -86,10 +86,13 @@ _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u203
 _CASED_TOKEN = re.compile(r'\d+(?:[.,/]\d+)*|[^\W\d_]+|["!?]|\.(?!\d)')
 
 
-def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+def cased_tokens(
+    line: str, count: int
+) -> tuple[tuple[bool, ...], tuple[bool, ...], tuple[bool, ...]]:
     """For each of the `count` tokens() of `line`: is it a capitalised word that does
-    not open a sentence (a name, most likely), is it inside double quotes. All False
-    where the two tokenisations do not line up."""
+    not open a sentence (a name, most likely), a capitalised word that does (a name
+    or an opener: the caller knows which), inside double quotes. All False where the
+    two tokenisations do not line up."""
     folded = unicodedata.normalize("NFKC", line).translate(_QUOTES)
     if "$" in folded:
         folded = _CURRENCY_PREFIX.sub("$", folded)
@@ -97,6 +100,7 @@ def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, .
     if "%" in folded or "per" in folded.casefold() or "pct" in folded.casefold():
         folded = _PERCENT.sub(" pct ", folded)
     capitalised: list[bool] = []
+    opens: list[bool] = []
     quoted: list[bool] = []
     inside = False
     opening = True
@@ -107,12 +111,14 @@ def cased_tokens(line: str, count: int) -> tuple[tuple[bool, ...], tuple[bool, .
         if token in ".!?":
             opening = True
             continue
-        capitalised.append(token[0].isupper() and not opening)
+        upper = token[0].isupper()
+        capitalised.append(upper and not opening)
+        opens.append(upper and opening)
         quoted.append(inside)
         opening = False
     if len(capitalised) != count:
-        return (False,) * count, (False,) * count
-    return tuple(capitalised), tuple(quoted)
+        return (False,) * count, (False,) * count, (False,) * count
+    return tuple(capitalised), tuple(opens), tuple(quoted)
 
 
 def is_figure(token: str) -> bool:
