@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from aggregator.dedup.features import compare, identical, is_correction, pair_features
 from aggregator.dedup.index import CandidateIndex, best, hits_among, parameters
-from aggregator.dedup.place import Match, choose_parent, credits_between, earlier, relation
+from aggregator.dedup.place import Match, place, relation
+from aggregator.dedup.prepare import prepare_body
 from aggregator.dedup.verdict import make_verdict
 from aggregator.errors import AggregatorError
 from aggregator.models import (
@@ -38,7 +39,6 @@ from aggregator.text import (
     extract_tickers,
     line_fingerprint,
     paragraphs,
-    prepare_body,
     site_host,
     tokens,
 )
@@ -494,66 +494,46 @@ class Linker:
             if not (inserted and member.id not in self._rewritten):
                 self._set_link(_original(member.id))
             return Relation.ORIGINAL.value
-        hints = self._hints.get(feed.name, ())
-        parent, method = choose_parent(member, matches, hints)
-        # The new item may bridge several stories (a full text matching a summary
-        # and a trimmed copy that did not match each other): they become one story
-        # whose original is the earliest of their originals and the new item.
+        # The originals of the matched stories, read before anything moves.
         roots: dict[int, Member] = {}
         for match in matches:
             story_id = match.member.story_id or match.member.id
             if story_id not in roots:
                 root = self._store.story_root(story_id)
                 roots[story_id] = root if root is not None else match.member
-        earliest = min(roots.values(), key=lambda r: (r.published, r.first_seen, r.id))
-        new_is_root = parent is None and all(
-            earlier(member, root) or credits_between(root, member) for root in roots.values()
-        )
-        story = member.id if new_is_root else earliest.id
-        for story_id in roots:
-            if story_id != story:
-                self._move_story(story_id, story)
+        placement = place(member, matches, roots, self._hints.get(feed.name, ()))
+        for story_id in placement.merged:
+            self._move_story(story_id, placement.story)
 
-        known = {m.member.id: m.comparison for m in matches}
-        scores = {m.member.id: m.score for m in matches}
-        if new_is_root:
-            self._set_link(_original(member.id, method))
-            kind = Relation.ORIGINAL
-        else:
-            if parent is None:
-                # Earlier than all it matched, but its story began before it.
-                parent = Match(earliest, self._compare(lazy(), earliest, boilerplate))
-                method = "published"
-            kind = relation(member, parent.member, parent.comparison, self._settings)
-            self._set_link(
-                _child(member, parent.member, story, kind, parent.comparison, method, parent.score)
-            )
+        def text_of(other: Member) -> PreparedText:
+            return lazy() if other.id == member.id else self._stored(other, boilerplate)
 
-        for root in roots.values():
-            if root.id in (story, member.id):
+        kind = Relation.ORIGINAL
+        for edge in placement.edges:
+            if edge.parent is None:
+                self._set_link(_original(edge.child.id, edge.method))
                 continue
-            # A former original now hangs under the new item when that came first,
-            # else under the merged story's original.
-            if new_is_root or earlier(member, root) or credits_between(root, member):
-                above, comparison = (
-                    member,
-                    known.get(root.id) or self._compare(lazy(), root, boilerplate),
+            comparison = edge.comparison
+            if comparison is None:
+                # The new item's own text first, as the verdict measures it.
+                first, second = (
+                    (edge.parent, edge.child)
+                    if edge.parent.id == member.id
+                    else (edge.child, edge.parent)
                 )
-            else:
-                above = earliest
-                comparison = self._compare(self._stored(root, boilerplate), earliest, boilerplate)
-            how = "attribution" if credits_between(root, above) else "merge"
-            if above is member and not credits_between(root, above):
-                how = method if new_is_root else "published"
+                comparison = compare(text_of(first), text_of(second), self._settings.shingle_size)
+            relation_of = relation(edge.child, edge.parent, comparison, self._settings)
+            if edge.child.id == member.id:
+                kind = relation_of
             self._set_link(
                 _child(
-                    root,
-                    above,
-                    story,
-                    relation(root, above, comparison, self._settings),
+                    edge.child,
+                    edge.parent,
+                    placement.story,
+                    relation_of,
                     comparison,
-                    how,
-                    scores.get(root.id) if above is member else None,
+                    edge.method,
+                    edge.score,
                 )
             )
         return kind.value
@@ -570,11 +550,6 @@ class Linker:
     def _stored(self, member: Member, boilerplate: _Boilerplate) -> PreparedText:
         stored = self._store.members([member.id]).get(member.id)
         return self._prepare(stored[1] if stored else "", boilerplate(member.feed_id))
-
-    def _compare(
-        self, prepared: PreparedText, other: Member, boilerplate: _Boilerplate
-    ) -> Comparison:
-        return compare(prepared, self._stored(other, boilerplate), self._settings.shingle_size)
 
 
 class _Candidates:

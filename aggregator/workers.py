@@ -29,6 +29,7 @@ from datetime import datetime
 
 from aggregator.dedup.features import compare
 from aggregator.dedup.index import Signature, Signer, band_keys, band_layout, load_library
+from aggregator.dedup.prepare import prepare_body, signing_view
 from aggregator.errors import ParseError
 from aggregator.interrupts import ignore_sigint, sigint_held
 from aggregator.models import HASH_PREFIX, Comparison, DedupSettings, ParsedFeed, Shipped
@@ -37,8 +38,6 @@ from aggregator.text import (
     credited_publishers,
     extract_tickers,
     link_hosts,
-    prepare_body,
-    signing_view,
 )
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from aggregator.dedup.features import compare, is_correction, pair_features
+from aggregator.dedup.prepare import prepare_body
 from aggregator.dedup.verdict import (
     INPUTS,
     MIN_CALIBRATED_SHINGLES,
@@ -39,7 +40,7 @@ from aggregator.dedup.verdict import (
     settled,
 )
 from aggregator.models import DedupSettings
-from aggregator.text import html_to_text, prepare_body, tokens
+from aggregator.text import html_to_text, tokens
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dedup import text_to_html

@@ -1,4 +1,5 @@
-"""aggregator.text, the near-duplicate half: tokens, shingles, prepared bodies, credit lines.
+"""Prepared bodies (aggregator.dedup.prepare) and the text helpers under them: tokens,
+shingles, credit lines.
 
 Every text here is written for these tests; names, firms and figures are fictional.
 """
@@ -9,14 +10,13 @@ import time
 
 import pytest
 
+from aggregator.dedup.prepare import prepare_body, signing_view
 from aggregator.models import PreparedText
 from aggregator.text import (
     credited_publishers,
     line_fingerprint,
     line_key,
-    prepare_body,
     shingles,
-    signing_view,
     tokens,
 )
 

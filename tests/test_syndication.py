@@ -18,8 +18,8 @@ import pytest
 from aggregator.dedup.features import compare, identical, is_correction
 from aggregator.dedup.index import CandidateIndex, Signature, Signer, band_keys, band_layout
 from aggregator.dedup.place import Match, choose_parent, credits_between, earlier, relation
+from aggregator.dedup.prepare import prepare_body
 from aggregator.models import Comparison, DedupSettings, Member, PreparedText, Relation
-from aggregator.text import prepare_body
 from tests.verdicts import is_copy
 
 SETTINGS = DedupSettings()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 
 from aggregator.dedup.features import PairFeatures, compare, pair_features
+from aggregator.dedup.prepare import prepare_body
 from aggregator.dedup.verdict import CalibratedVerdict, Decision, RuleVerdict, make_verdict
 from aggregator.models import DedupSettings
-from aggregator.text import prepare_body, tokens
+from aggregator.text import tokens
 
 SETTINGS = DedupSettings()
 

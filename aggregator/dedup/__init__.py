@@ -1,6 +1,6 @@
 """The copy verdict as stages, each a module:
 
-    text.prepare   a body -> kept paragraphs, shingles, figures, prose shapes
+    prepare        a body -> kept paragraphs, shingles, figures, prose shapes
     index          shingles -> MinHash signatures -> LSH candidates (the datasketch importer)
     features       two prepared bodies and their items -> one PairFeatures record
     verdict        PairFeatures -> Decision (score in [0, 1], copy or not)

@@ -1,11 +1,15 @@
 """Pure placement: which copy came from which, who is the story's original.
 
-No I/O, no clock: the linker hands in the members that the verdict matched.
+No I/O, no clock: the linker hands in the members that the verdict matched and
+the originals of their stories; place() returns the links to write, and the
+linker applies them. Where a link needs a comparison the verdict did not make
+(a former original hung under the merged story's first item), the edge says so
+and the linker measures it from the stored texts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.models import Comparison, DedupSettings, Member, Relation
@@ -66,3 +70,82 @@ def choose_parent(
 def _closeness(match: Match) -> tuple[float, float, int]:
     c = match.comparison
     return (c.jaccard, c.containment, -match.member.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One link to write: `child` under `parent`, or the story's original (no parent)."""
+
+    child: Member
+    parent: Member | None
+    method: str
+    # None: the pair was not weighed; the linker compares the two stored texts.
+    comparison: Comparison | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    # The story the new item ends in, named by its original's id.
+    story: int
+    # Stories folded into `story`: the new item bridged them.
+    merged: tuple[int, ...]
+    edges: tuple[Edge, ...]
+
+
+def place(
+    new: Member,
+    matches: Sequence[Match],
+    roots: Mapping[int, Member],
+    hints: Sequence[str] = (),
+) -> Placement:
+    """Where `new` goes, given the items it matched and their stories' originals
+    (story id -> original; at least one match).
+
+    The new item may bridge several stories (a full text matching a summary and a
+    trimmed copy that did not match each other): they become one story whose
+    original is the earliest of their originals and the new item.
+    """
+    parent, method = choose_parent(new, matches, hints)
+    earliest = min(roots.values(), key=lambda r: (r.published, r.first_seen, r.id))
+    new_is_root = parent is None and all(
+        earlier(new, root) or credits_between(root, new) for root in roots.values()
+    )
+    story = new.id if new_is_root else earliest.id
+    edges: list[Edge] = []
+    if new_is_root:
+        edges.append(Edge(new, None, method))
+    elif parent is None:
+        # Earlier than all it matched, but its story began before it.
+        edges.append(Edge(new, earliest, "published"))
+    else:
+        edges.append(Edge(new, parent.member, method, parent.comparison, parent.score))
+    known = {m.member.id: m for m in matches}
+    for root in roots.values():
+        if root.id in (story, new.id):
+            continue
+        # A former original now hangs under the new item when that came first,
+        # else under the merged story's original.
+        if new_is_root or earlier(new, root) or credits_between(root, new):
+            matched = known.get(root.id)
+            how = (
+                "attribution"
+                if credits_between(root, new)
+                else method
+                if new_is_root
+                else "published"
+            )
+            edges.append(
+                Edge(
+                    root,
+                    new,
+                    how,
+                    matched.comparison if matched else None,
+                    matched.score if matched else None,
+                )
+            )
+        else:
+            how = "attribution" if credits_between(root, earliest) else "merge"
+            edges.append(Edge(root, earliest, how))
+    merged = tuple(story_id for story_id in roots if story_id != story)
+    return Placement(story, merged, tuple(edges))

@@ -1,15 +1,15 @@
-"""Text helpers shared by the stages: HTML -> clean text, canonical URLs, the words and
-prepared bodies the near-duplicate check compares, credit lines and ticker mentions.
+"""Text helpers shared by the stages: HTML -> clean text, canonical URLs, words and
+shingles, credit lines and ticker mentions (aggregator.dedup.prepare turns a body
+into what the near-duplicate check compares).
 
 Standard library only and pure, so any stage may call it; it never raises on odd
 input because it runs on untrusted feed content. Modules: `markup` (HTML and plain
-text -> stored text), `urls`, `tokens` (words, shingles, paragraph keys), `prepare`
-(bodies prepared for the verdict), `credits` and `tickers`.
+text -> stored text), `urls`, `tokens` (words, shingles, paragraph keys), `credits`
+and `tickers`.
 """
 
 from aggregator.text.credits import credited_publishers
 from aggregator.text.markup import html_to_text, normalize_space, plain_text, single_line
-from aggregator.text.prepare import prepare_body, proper_names, signing_view, subject_of
 from aggregator.text.tickers import extract_tickers
 from aggregator.text.tokens import (
     is_figure,
@@ -34,13 +34,9 @@ __all__ = [
     "normalize_space",
     "paragraphs",
     "plain_text",
-    "prepare_body",
-    "proper_names",
     "shingles",
-    "signing_view",
     "single_line",
     "site_host",
-    "subject_of",
     "tokens",
     "word_set",
 ]

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from aggregator.dedup.features import compare
 from aggregator.dedup.index import CandidateIndex, band_layout
 from aggregator.dedup.place import Match, choose_parent
+from aggregator.dedup.prepare import prepare_body
 from aggregator.models import Comparison, DedupSettings, Member
 from aggregator.schedule import BACKOFF_CAP, JITTER_SHARE, next_check_at
 from aggregator.text import (
     canonical_url,
     html_to_text,
     normalize_space,
-    prepare_body,
     shingles,
     single_line,
     tokens,
