@@ -466,6 +466,7 @@ class Linker:
                 correction=same_publisher
                 and (is_correction(member.title) or is_correction(other.title)),
                 lag_seconds=(member.published - other.published).total_seconds(),
+                instruments=(_headline_tickers(member.title), _headline_tickers(other.title)),
             )
             decision = self._verdict.judge(features)
             if decision.copy:
@@ -729,6 +730,12 @@ def rebuild(
         done += len(chunk)
         progress(done)
     return found
+
+
+# One item's headline meets every candidate of a poll's batch.
+@functools.lru_cache(maxsize=4096)
+def _headline_tickers(title: str) -> frozenset[str]:
+    return frozenset(extract_tickers(title, ""))
 
 
 def same_instruments(title: str, other_title: str) -> bool:

@@ -33,14 +33,14 @@ from aggregator.dedup.features import compare, is_correction, pair_features
 from aggregator.dedup.prepare import prepare_body
 from aggregator.dedup.verdict import (
     INPUTS,
-    MIN_CALIBRATED_SHINGLES,
     CalibratedVerdict,
     RuleVerdict,
+    outside_fitted_range,
     quoted_blurb,
     settled,
 )
 from aggregator.models import DedupSettings
-from aggregator.text import html_to_text, tokens
+from aggregator.text import extract_tickers, html_to_text, tokens
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dedup import text_to_html
@@ -55,6 +55,8 @@ CANDIDATES = [
     ("short_containment", "substitution"),
     ("short_containment", "unquoted_containment", "substitution"),
     ("short_containment", "unquoted_containment", "substitution", "headline_overlap"),
+    ("short_containment", "unquoted_containment", "substitution", "headline_overlap", "lag_days"),
+    ("short_containment", "unquoted_containment", "substitution", "lag_days"),
     ("short_containment", "unquoted_containment", "substitution", "aligned"),
     ("short_containment", "unquoted_containment", "substitution", "containment", "jaccard"),
 ]
@@ -94,6 +96,7 @@ def measure(labels: Sequence[dict[str, str]], settings: DedupSettings) -> list[t
         for label in labels
     ]
     titles = [tokens(label["title"]) for label in labels]
+    tickers = [extract_tickers(label["title"], "") for label in labels]
     rows = []
     for i, j in itertools.combinations(range(len(labels)), 2):
         a, b = labels[i], labels[j]
@@ -112,6 +115,7 @@ def measure(labels: Sequence[dict[str, str]], settings: DedupSettings) -> list[t
                     correction=same_site
                     and (is_correction(a["title"]) or is_correction(b["title"])),
                     lag_seconds=(when(a) - when(b)).total_seconds(),
+                    instruments=(tickers[i], tickers[j]),
                 ),
             )
         )
@@ -278,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s.copy
         if (s := settled(f, settings)) is not None
         else rules.judge(f).copy
-        if f.shorter_shingles < MIN_CALIBRATED_SHINGLES
+        if outside_fitted_range(f)
         else None
         for _, _, f in rows
     )
