@@ -79,6 +79,9 @@ def test_tokens_equivalent_spellings(left: str, right: str) -> None:
         ("1,200.50", ["1200.50"]),
         ("a 1,000-tonne cargo", ["a", "1000", "tonne", "cargo"]),
         ("yields fell 3/16 of a point", ["yields", "fell", "3/16", "of", "a", "point"]),
+        # One figure, as a wire writes a rate: "six pct" and "6-1/16 pct" differ.
+        ("funds at 6-1/16 pct", ["funds", "at", "6-1/16", "pct"]),
+        ("the 2026-27 season, 3-2 win", ["the", "2026", "27", "season", "3", "2", "win"]),
         ("hasn\u2019t", ["hasnt"]),
         ("$AAPL and $TSLA rallied", ["aapl", "and", "tsla", "rallied"]),
         ("EUR/USD slipped", ["eur", "usd", "slipped"]),

@@ -17,10 +17,10 @@ _APOSTROPHES = re.compile("(?<=\\w)['\u2018\u2019\u02bc\u2032](?=\\w)")
 # Case-sensitive, applied before case folding: "A$5" is Australian, "a $5" is English.
 _CURRENCY_PREFIX = re.compile(r"\b(?:U\.?S|USD|AUD?|A|C|CA|NZ|HK|S|SG|us)\s?\$")
 _PERCENT = re.compile(r"\b(?:per\s?cent|pct)\b|%")
-_TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[^\W\d_]+")
+_TOKEN = re.compile(r"\d+(?:-\d+/\d+)?(?:[.,/]\d+)*|[^\W\d_]+")
 # The same on ASCII text, where it runs twice as fast: the Unicode classes cost a
 # table lookup per character. After case folding, ASCII letters are lower case.
-_ASCII_TOKEN = re.compile(r"[a-z]+|[0-9]+(?:[.,/][0-9]+)*")
+_ASCII_TOKEN = re.compile(r"[a-z]+|[0-9]+(?:-[0-9]+/[0-9]+)?(?:[.,/][0-9]+)*")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
@@ -83,7 +83,7 @@ def _line_tokens(text: str) -> tuple[str, ...]:
 # Typographic quotes as plain double quotes, for telling quoted words apart.
 _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033", '"'))
 # tokens()'s words and numbers, plus the quotes and sentence ends between them.
-_CASED_TOKEN = re.compile(r'\d+(?:[.,/]\d+)*|[^\W\d_]+|["!?]|\.(?!\d)')
+_CASED_TOKEN = re.compile(r'\d+(?:-\d+/\d+)?(?:[.,/]\d+)*|[^\W\d_]+|["!?]|\.(?!\d)')
 
 
 def cased_tokens(
