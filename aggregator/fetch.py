@@ -2,7 +2,11 @@
 
 Every failure is returned as data (outcome + error text) so a poll never
 raises because of one feed. Redirects are followed here rather than by httpx
-so that each hop's scheme is checked and permanent moves can be told apart.
+so that each hop's scheme is checked and permanent moves can be told apart; a
+move is reported only when its target answered (2xx or 304).
+
+Compressed bodies are inflated here (`_decoded`), in bounded pieces, and one
+whose compressed stream never reaches its end is a fetch error, not a short feed.
 
 httpx's timeouts bound each network read, not the whole response, so a server
 that drips a byte a second would hold a fetch forever. `_Deadline` enforces
@@ -84,7 +88,10 @@ class Fetcher:
                 requested_url=request.url,
                 final_url=url,
                 outcome=outcome,
-                permanent_url=permanent_url,
+                # A move is reported only once its target has answered: a 2xx read whole,
+                # or a 304. A 301 to a page that fails (a 404, a login wall, an outage)
+                # would otherwise replace the feed's URL with a dead one for good.
+                permanent_url=None if outcome.is_error else permanent_url,
                 elapsed=time.monotonic() - started,
                 **fields,
             )
@@ -328,16 +335,39 @@ def _decoded(response: httpx.Response) -> Iterator[bytes]:
         yield from _inflate(raw, gzip=encoding != "deflate")
         return
     if encoding == "br":
-        decompressor = brotli.Decompressor()
-        try:
-            for data in raw:
-                yield decompressor.process(data, output_buffer_limit=_OUT_CHUNK)
-                while not decompressor.can_accept_more_data():
-                    yield decompressor.process(b"", output_buffer_limit=_OUT_CHUNK)
-        except brotli.error as e:
-            raise httpx.DecodingError(f"brotli: {e}") from e
+        yield from _unbrotli(raw)
         return
     raise _UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}")
+
+
+class _TruncatedBody(httpx.DecodingError):
+    """The connection ended in good order but the compressed stream did not.
+
+    With a Content-Length that matches what was sent, httpx sees a complete
+    response; only the decompressor knows the stream's end marker never came,
+    and a cut feed parses as a shorter one with a half-written last entry.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(f"{encoding} body is truncated: the compressed stream does not end")
+
+
+def _unbrotli(raw: Iterator[bytes]) -> Iterator[bytes]:
+    decompressor = brotli.Decompressor()
+    try:
+        for data in raw:
+            yield decompressor.process(data, output_buffer_limit=_OUT_CHUNK)
+            while not decompressor.can_accept_more_data():
+                yield decompressor.process(b"", output_buffer_limit=_OUT_CHUNK)
+        # The decoder can hold output back even when it would take more input, so the
+        # last network read is not the end of the output: drain it until it says so.
+        while not decompressor.is_finished():
+            out = decompressor.process(b"", output_buffer_limit=_OUT_CHUNK)
+            if not out:
+                raise _TruncatedBody("brotli")
+            yield out
+    except brotli.error as e:
+        raise httpx.DecodingError(f"brotli: {e}") from e
 
 
 def _inflate(raw: Iterator[bytes], *, gzip: bool) -> Iterator[bytes]:
@@ -361,6 +391,9 @@ def _inflate(raw: Iterator[bytes], *, gzip: bool) -> Iterator[bytes]:
         yield decompressor.flush()
     except zlib.error as e:
         raise httpx.DecodingError(f"bad compressed body: {e}") from e
+    # zlib reports a stream cut short by no error at all: only `eof` tells.
+    if not decompressor.eof:
+        raise _TruncatedBody("gzip" if gzip else "deflate")
 
 
 def _describe_transport_error(error: httpx.TransportError) -> str:

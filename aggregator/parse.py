@@ -37,9 +37,28 @@ MAX_ENTITY_TEXT = 4096
 # Entries read from one document. A feed carries its latest few dozen; thousands are
 # an archive dump or an attack, and each entry costs parsing, storing and linking.
 MAX_ENTRIES = 1000
+# What one entry may store, field by field. The body cap bounds only the sum of an
+# entry's fields, and each is stored more than once (a link as url and canonical_url and
+# in an index, text in the search index and the dedup signatures): one 10 MB guid made a
+# 42 MB database for two items. Each cap is far above what real feeds carry; a value
+# over it is cut (a link is dropped instead) and the feed's warning names the field.
 # A title or author this long is not one; it would bloat every listing and index.
 MAX_TITLE_LENGTH = 1000
 MAX_AUTHOR_LENGTH = 300
+# Real guids are URLs or tag: URIs of a few dozen characters. The stored guid is only
+# shown: the entry key is made from the whole guid first (hashed past MAX_KEY_LENGTH),
+# so two guids that differ only after the cut stay two entries.
+MAX_GUID_LENGTH = 2048
+# Longer than the request line common servers accept (Apache 8190 bytes, nginx 8 KB by
+# default), so such a link could not be opened anyway. It is dropped, not cut: a cut
+# URL names another page, and the linker takes items sharing a canonical URL for one story.
+MAX_URL_LENGTH = 8192
+# Feeds tag an entry with a handful of short terms; thousands are a dump or an attack.
+MAX_CATEGORIES = 100
+MAX_CATEGORY_LENGTH = 200
+# Each summary and content field, HTML and text alike: ~80,000 words, longer than any
+# article; the dedup signatures and the search index read all of it.
+MAX_CONTENT_LENGTH = 500_000
 # Longer guids are hashed so the key column stays small and indexable.
 MAX_KEY_LENGTH = 512
 MAX_WARNING_LENGTH = 300
@@ -103,12 +122,15 @@ def parse_feed(
     entries: list[ParsedEntry] = []
     seen_keys: set[str] = set()
     skipped = 0
+    # Entries with a field over its cap, and the fields that were.
+    overlong = 0
+    overlong_fields: dict[str, None] = {}
     if len(raw_entries) > max_entries:
         cut = True
         raw_entries = raw_entries[:max_entries]
     for raw in raw_entries:
         try:
-            entry = _entry(raw, now)
+            entry, entry_cuts = _entry(raw, now)
         except Exception:  # one odd entry must not cost the rest of the feed
             skipped += 1
             continue
@@ -116,19 +138,29 @@ def parse_feed(
             continue
         seen_keys.add(entry.key)
         entries.append(entry)
+        if entry_cuts:
+            overlong += 1
+            overlong_fields.update(dict.fromkeys(entry_cuts))
 
     notes = []
     if cut:
         notes.append(f"feed has more than {max_entries} entries; only the first were read")
     if skipped:
         notes.append(f"{skipped} unreadable entr{'y' if skipped == 1 else 'ies'} skipped")
+    if overlong:
+        notes.append(
+            f"{overlong} entr{'y' if overlong == 1 else 'ies'} with over-long fields "
+            f"cut to their caps ({', '.join(overlong_fields)})"
+        )
     if notes:
         problem = "; ".join([*([problem] if problem else []), *notes])
 
     feed_info: Mapping[str, Any] = parsed.get("feed") or {}
+    site = feed_info.get("link") or None
     return ParsedFeed(
-        title=single_line(feed_info.get("title")) or None,
-        link=feed_info.get("link") or None,
+        title=_capped(single_line(feed_info.get("title")), MAX_TITLE_LENGTH) or None,
+        # Stored as the feed's site_url: the same cap as an entry's link.
+        link=site if site is None or len(site) <= MAX_URL_LENGTH else None,
         version=version,
         entries=tuple(entries),
         warning=problem,
@@ -295,26 +327,36 @@ def _datetime(value: object) -> datetime | None:
     return moment if moment >= EARLIEST_DATE else None
 
 
-def _detail(value: str, detail: Mapping[str, Any] | None) -> tuple[str, str]:
-    """A text construct as (html, text) to store.
+def _detail(value: str, detail: Mapping[str, Any] | None) -> tuple[str, str, bool]:
+    """A text construct as (html, text, cut) to store; `cut`: it was over MAX_CONTENT_LENGTH.
 
     feedparser sanitises HTML constructs (no script, iframe, event handlers or
     javascript: links) but hands plain-text ones over verbatim, where `<script>`
     is text: their stored HTML is that text escaped.
     """
     value = _UNSTORABLE.sub("", value)
+    # Cut before the work as well as after it: resolving links and escaping can lengthen.
+    shortened = _capped_html(value, MAX_CONTENT_LENGTH)
+    cut = shortened != value
     kind = (detail or {}).get("type") or "text/html"
     if kind in _HTML_TYPES or "html" in kind:
-        value = _resolved(value, detail, kind)
-        return value, html_to_text(value)
-    return html.escape(value, quote=False), plain_text(value)
+        markup = _resolved(shortened, detail, kind)
+        text = html_to_text(markup)
+    else:
+        markup, text = html.escape(shortened, quote=False), plain_text(shortened)
+    cut = cut or len(markup) > MAX_CONTENT_LENGTH or len(text) > MAX_CONTENT_LENGTH
+    return (
+        _capped_html(markup, MAX_CONTENT_LENGTH),
+        _capped_text(text, MAX_CONTENT_LENGTH),
+        cut,
+    )
 
 
-def _content(raw: Mapping[str, Any]) -> tuple[str, str]:
-    """The richest content block as (html, text); feeds may offer plain and HTML variants."""
+def _content(raw: Mapping[str, Any]) -> tuple[str, str, bool]:
+    """The richest content block as _detail() gives it; feeds may offer plain and HTML variants."""
     blocks = [b for b in raw.get("content") or [] if isinstance(b, Mapping) and b.get("value")]
     if not blocks:
-        return "", ""
+        return "", "", False
     html_blocks = [b for b in blocks if "html" in str(b.get("type", ""))]
     best = max(html_blocks or blocks, key=lambda b: len(str(b["value"])))
     return _detail(str(best["value"]), best)
@@ -324,10 +366,34 @@ def _capped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
+def _capped_text(text: str, limit: int) -> str:
+    # Cleaned again: a cut can leave the start of a character reference at the end.
+    return text if len(text) <= limit else plain_text(_capped(text, limit))
+
+
+def _capped_html(markup: str, limit: int) -> str:
+    """Markup cut to `limit` characters, never inside a tag or a character reference."""
+    if len(markup) <= limit:
+        return markup
+    cut = markup[: limit - 1]
+    tag = cut.rfind("<")
+    if tag > cut.rfind(">"):
+        cut = cut[:tag]
+    reference = cut.rfind("&")
+    if reference > cut.rfind(";"):
+        cut = cut[:reference]
+    return cut + "…"
+
+
+def _entry(raw: dict[str, Any], now: datetime) -> tuple[ParsedEntry, list[str]]:
+    """One feedparser entry as a record, and the fields of it that were over their caps."""
+    cuts: list[str] = []
     link = _web_link(raw)
     canonical = canonical_url(link)
-    title = _capped(single_line(raw.get("title")), MAX_TITLE_LENGTH)
+    full_title = single_line(raw.get("title"))
+    title = _capped(full_title, MAX_TITLE_LENGTH)
+    if title != full_title:
+        cuts.append("title")
 
     # dict.get: feedparser's own get() silently answers `published` for a missing `updated`.
     updated = _datetime(dict.get(raw, "updated_parsed"))
@@ -340,25 +406,47 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
     if updated is not None and updated > now + FUTURE_TOLERANCE:
         updated = now
 
-    summary_html, summary_text = _detail(str(raw.get("summary") or ""), raw.get("summary_detail"))
-    content_html, content_text = _content(raw)
+    summary_html, summary_text, summary_cut = _detail(
+        str(raw.get("summary") or ""), raw.get("summary_detail")
+    )
+    content_html, content_text, content_cut = _content(raw)
     if content_text == summary_text:
         # feedparser copies a lone <content> into summary; keep one of them.
-        summary_html, summary_text = "", ""
+        summary_html, summary_text, summary_cut = "", "", False
+    cuts += [
+        name for name, was_cut in (("summary", summary_cut), ("content", content_cut)) if was_cut
+    ]
 
-    author = _capped(single_line(raw.get("author")), MAX_AUTHOR_LENGTH) or None
-    categories = tuple(
-        dict.fromkeys(
-            term
-            for tag in raw.get("tags") or []
-            if isinstance(tag, Mapping)
-            for term in [single_line(tag.get("term") or tag.get("label"))]
-            if term
-        )
+    full_author = single_line(raw.get("author"))
+    author = _capped(full_author, MAX_AUTHOR_LENGTH) or None
+    if len(full_author) > MAX_AUTHOR_LENGTH:
+        cuts.append("author")
+    terms = dict.fromkeys(
+        term
+        for tag in raw.get("tags") or []
+        if isinstance(tag, Mapping)
+        for term in [single_line(tag.get("term") or tag.get("label"))]
+        if term
     )
+    categories = tuple(dict.fromkeys(_capped(term, MAX_CATEGORY_LENGTH) for term in terms))[
+        :MAX_CATEGORIES
+    ]
+    if len(terms) > MAX_CATEGORIES or any(len(term) > MAX_CATEGORY_LENGTH for term in terms):
+        cuts.append("categories")
 
     guid = _UNSTORABLE.sub("", str(raw.get("id") or "")).strip() or None
+    # The key comes from the whole guid and link; only what is stored is cut below.
     key = entry_key(guid, canonical, title, raw.get("published") or dict.get(raw, "updated"))
+    if guid is not None and len(guid) > MAX_GUID_LENGTH:
+        guid = _capped(guid, MAX_GUID_LENGTH)
+        cuts.append("guid")
+    if link is not None and len(link) > MAX_URL_LENGTH:
+        link = None
+        cuts.append("link")
+    if canonical is not None and len(canonical) > MAX_URL_LENGTH:
+        canonical = None
+        if "link" not in cuts:
+            cuts.append("link")
     digest = content_hash(title, canonical, author, summary_text, content_text, categories)
 
     return ParsedEntry(
@@ -377,7 +465,7 @@ def _entry(raw: dict[str, Any], now: datetime) -> ParsedEntry:
         content_text=content_text,
         categories=categories,
         content_hash=digest,
-    )
+    ), cuts
 
 
 def _web_link(raw: dict[str, Any]) -> str | None:
