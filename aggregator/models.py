@@ -428,10 +428,11 @@ class SigningView:
     lines: tuple[str, ...]
     # Keys of all the body's paragraphs, boilerplate ones included.
     paragraph_keys: frozenset[str]
-    # PreparedText's shingles and lead shingles, encoded as UTF-8 for hashing.
-    shingles: frozenset[bytes]
+    # How many distinct shingles PreparedText has (identical bodies need no more).
+    shingle_count: int
     # What the body signature is made of: signed_shingle_size shingles, encoded.
     signed: frozenset[bytes]
+    # PreparedText's lead shingles, encoded as UTF-8 for hashing.
     lead_shingles: tuple[bytes, ...]
     # Distinct figures in the kept paragraphs (PreparedText.figures, counted).
     figure_count: int

@@ -107,7 +107,7 @@ def digest_text(
         line_keys=view.paragraph_keys,
         removed=view.paragraph_keys & boilerplate,
         kept_text=kept_text,
-        shingle_count=len(view.shingles),
+        shingle_count=view.shingle_count,
         figure_count=view.figure_count,
         signature=signature,
         band_keys=band_keys(signature, band_layout(settings)),

@@ -338,7 +338,7 @@ def test_signing_view_is_what_prepare_body_signs(text: str, boilerplate: frozens
     )
     prepared = prepare(text, boilerplate)
     assert view.lines == prepared.lines
-    assert view.shingles == {shingle.encode("utf-8") for shingle in prepared.shingles}
+    assert view.shingle_count == len(prepared.shingles)
     assert view.lead_shingles == tuple(
         shingle.encode("utf-8") for shingle in prepared.lead_shingles
     )

@@ -156,19 +156,25 @@ def substitution(a: frozenset[Slot], b: frozenset[Slot]) -> float:
     """
     if not a or not b:
         return 0.0
+    shared = {slot[0] for slot in a}.intersection([slot[0] for slot in b])
+    # Most shared passages are written alike: the same slot is in both sets.
+    pending = shared.difference([slot[0] for slot in a & b])
+    if not pending:
+        return 0.0
     mine: dict[int, list[Slot]] = {}
     for slot in a:
-        mine.setdefault(slot[0], []).append(slot)
+        if slot[0] in pending:
+            mine.setdefault(slot[0], []).append(slot)
     theirs: dict[int, list[Slot]] = {}
     for slot in b:
-        if slot[0] in mine:
+        if slot[0] in pending:
             theirs.setdefault(slot[0], []).append(slot)
     changed = sum(
         1
         for masked, slots in theirs.items()
         if not any(_agree(x, y) for x in mine[masked] for y in slots)
     )
-    return changed / (len(theirs) + SUBSTITUTION_PRIOR)
+    return changed / (len(shared) + SUBSTITUTION_PRIOR)
 
 
 def _agree(x: Slot, y: Slot) -> bool:

@@ -13,6 +13,7 @@ from aggregator.text.tokens import (
     _fingerprint,
     _line_tokens,
     cased_tokens,
+    distinct_shingles,
     encoded_shingles,
     paragraphs,
     shingles,
@@ -70,7 +71,7 @@ def signing_view(
     return SigningView(
         lines=tuple(lines),
         paragraph_keys=every,
-        shingles=frozenset(encoded_shingles(words, shingle_size)),
+        shingle_count=distinct_shingles(words, shingle_size),
         signed=frozenset(encoded_shingles(words, signed_shingle_size)),
         lead_shingles=tuple(encoded_shingles(lead, shingle_size)),
         figure_count=len([word for word in set(words) if word[0].isdigit()]),

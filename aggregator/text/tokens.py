@@ -134,6 +134,14 @@ def shingles(words: Sequence[str], size: int) -> list[str]:
     return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
 
 
+def distinct_shingles(words: Sequence[str], size: int) -> int:
+    """len(set(shingles(words, size))), without joining a string per shingle."""
+    if len(words) <= size:
+        return 1 if words else 0
+    # The shorter slices end the tuples: each is one shingle.
+    return len(set(zip(*(words[start:] for start in range(size)), strict=False)))
+
+
 def encoded_shingles(words: Sequence[str], size: int) -> list[bytes]:
     """[s.encode("utf-8") for s in shingles(words, size)], for hashing.
 
