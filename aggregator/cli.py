@@ -6,8 +6,6 @@ error's exit code; nothing prints a traceback unless AGGREGATOR_DEBUG is set.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
@@ -86,7 +84,11 @@ class _State:
 def _output_options(func: F) -> F:
     """--json / --jsonl / --csv, shared by every listing command; a table otherwise."""
     for flag, text in (
-        ("--csv", "Print CSV with a header row."),
+        (
+            "--csv",
+            "Print CSV with a header row. A text cell starting with = + - @, a tab or a CR "
+            "gets a leading ' so a spreadsheet shows it instead of running it as a formula.",
+        ),
         ("--jsonl", "Print one JSON object per line."),
         ("--json", "Print a JSON array."),
     ):
@@ -103,17 +105,14 @@ def _emit(output: str | None, records: list[dict[str, object]], table: Callable[
     elif output == "csv":
         if not records:
             return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(
-                {
-                    k: ";".join(map(str, v)) if isinstance(v, list | tuple) else v
-                    for k, v in record.items()
-                }
-            )
-        click.echo(buffer.getvalue(), nl=False)
+        # The export's writer, so a listing's cells are neutralised as an export's are.
+        from aggregator.export import csv_document
+
+        rows = [
+            {k: ";".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in r.items()}
+            for r in records
+        ]
+        click.echo(csv_document(list(records[0]), rows), nl=False)
     else:
         click.echo(table())
 
@@ -604,13 +603,16 @@ def search(state: _State, /, query: str, limit: int, output: str | None, **filte
     "--output",
     required=True,
     metavar="PATH",
-    help="File to write (strftime fields allowed: news-%Y%m%d-%H%M.jsonl); - for stdout.",
+    help="File to write (strftime fields allowed: news-%Y%m%d-%H%M.jsonl); - for stdout. "
+    "With --cursor an existing file is never replaced: the new one is named news-...-1.jsonl "
+    "(-2, ...); without, the file is a snapshot and replaces the last one.",
 )
 @click.option(
     "--cursor",
     metavar="NAME",
     help="Incremental: only items stored or changed since the last successful run "
-    "with this cursor (the first run exports everything).",
+    "with this cursor (the first run exports everything). A second run of one cursor while "
+    "the first is still running fails at once and writes nothing.",
 )
 @click.option("--collapse", is_flag=True, help="One record per story, with its copies listed.")
 @_filter_options
@@ -628,6 +630,8 @@ def export(
 
     The file is written to a temporary name, synced and renamed into place; the
     cursor moves only after that. A run with nothing new writes nothing (exit 0).
+    In CSV, a text cell starting with = + - @, a tab or a CR gets a leading ' so a
+    spreadsheet shows it instead of running it as a formula.
     """
     from aggregator.export import run_export
 
