@@ -210,7 +210,7 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
         prose=len(chunk) >= _MIN_PROSE_LINE_WORDS
         and figure_count < _MAX_PROSE_FIGURES * count
         and sum(capitalised) < _MAX_PROSE_CAPITALISED * count,
-        short=frozenset(map(hash, shingles(chunk, SHORT_SHINGLE))),
+        short=frozenset(map(hash, _word_tuples(chunk, SHORT_SHINGLE))),
         unquoted=frozenset(
             hash(shingle)
             for start, shingle in enumerate(every)
@@ -224,6 +224,13 @@ def _paragraph_facts(line: str, shingle_size: int) -> _ParagraphFacts:
     )
 
 
+def _word_tuples(words: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
+    """shingles() as tuples of words, for hashing in this process only."""
+    if len(words) <= size:
+        return [tuple(words)] if words else []
+    return zip(*(words[offset:] for offset in range(size)), strict=False)
+
+
 def _slots(
     chunk: Sequence[str], skeleton: Sequence[str], capitalised: Sequence[bool], size: int
 ) -> Iterable[Slot]:
@@ -232,17 +239,18 @@ def _slots(
         "N" if upper and word != "#" else word
         for word, upper in zip(skeleton, capitalised, strict=True)
     ]
-    for start in range(max(0, len(chunk) - size + 1)):
-        window = masked[start : start + size]
+    # Windows as tuples, hashed whole: a join per window cost half of this function.
+    windows = zip(*(masked[offset:] for offset in range(size)), strict=False)
+    figured = zip(*(skeleton[offset:] for offset in range(size)), strict=False)
+    for start, (window, words) in enumerate(zip(windows, figured, strict=False)):
         if "#" not in window and "N" not in window:
             continue
-        figured = skeleton[start : start + size]
         yield (
-            hash(" ".join(window)),
+            hash(window),
             # The words with only the figures masked: equal when the names are.
-            hash(" ".join(figured)),
+            hash(words),
             tuple([word for word in chunk[start : start + size] if word[0].isdigit()])
-            if "#" in figured
+            if "#" in words
             else (),
         )
 
