@@ -32,7 +32,10 @@ import numpy as np
 from aggregator.dedup.features import compare, is_correction, pair_features
 from aggregator.dedup.prepare import prepare_body
 from aggregator.dedup.verdict import (
+    DAYS_APART_MAX_SUBSTITUTION,
+    DAYS_APART_THRESHOLD,
     INPUTS,
+    MAX_CALIBRATED_LAG,
     CalibratedVerdict,
     RuleVerdict,
     outside_fitted_range,
@@ -183,13 +186,19 @@ class Pairs:
     near: np.ndarray
     substitution: np.ndarray
     overlap: np.ndarray
+    # Published over a day apart: the product asks a higher score of these.
+    days_apart: np.ndarray
 
     def decide(
         self, rows: np.ndarray, score: np.ndarray, threshold: float, max_substitution: float
     ) -> np.ndarray:
-        said = (
-            (score >= threshold) & ~self.vetoed[rows] & (self.substitution[rows] < max_substitution)
+        needed = np.where(self.days_apart[rows], max(threshold, DAYS_APART_THRESHOLD), threshold)
+        limit = np.where(
+            self.days_apart[rows],
+            min(max_substitution, DAYS_APART_MAX_SUBSTITUTION),
+            max_substitution,
         )
+        said = (score >= needed) & ~self.vetoed[rows] & (self.substitution[rows] < limit)
         for n, k in enumerate(rows.tolist()):
             if self.fixed[k] is not None:
                 said[n] = self.fixed[k]
@@ -291,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     near = np.array([f.text.short_containment >= NEAR for _, _, f in rows])
     substitution = np.array([f.text.substitution for _, _, f in rows])
     overlap = np.array([f.text.short_containment for _, _, f in rows])
+    days_apart = np.array([f.lag_seconds > MAX_CALIBRATED_LAG for _, _, f in rows])
     print(
         f"pages {len(labels)}, pairs {len(rows)} ({int(near.sum())} fitted on: three-word "
         f"shingle containment >= {NEAR}), copy pairs {int(y.sum())}, {args.folds} folds by family"
@@ -306,7 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for names in CANDIDATES:
         x = np.array([[INPUTS[name](f) for name in names] for _, _, f in rows])
         pairs = Pairs(
-            tuple((i, j) for i, j, _ in rows), x, y, fixed, vetoed, near, substitution, overlap
+            tuple((i, j) for i, j, _ in rows),
+            x,
+            y,
+            fixed,
+            vetoed,
+            near,
+            substitution,
+            overlap,
+            days_apart,
         )
         (p, r, f1), decided, final = evaluate(names, pairs, labels, args.folds)
         results.append((f1, -len(names), names, p, r, decided, final))

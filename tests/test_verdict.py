@@ -250,13 +250,16 @@ def test_headlines_about_two_companies_are_two_reports() -> None:
     assert headlines("AMOCO <AN> RAISES CRUDE PRICES", "AMOCO <AN> LIFTS CRUDE POSTINGS").copy
 
 
-def test_pairs_days_apart_are_judged_by_the_rules() -> None:
-    # Every real copy pair the model was fitted on is within hours of its original.
-    # Beyond that, a low-overlap "copy" is mostly another day's report on the desk's
-    # template, and the rules ask for the words themselves.
-    assert judge(ARTICLE, SUB_EDITED, lag_hours=2).copy
-    assert not judge(ARTICLE, SUB_EDITED, lag_hours=72).copy
+def test_pairs_days_apart_must_write_their_figures_alike() -> None:
+    # Hours apart, two figures moving is a later take of one story; days apart, it is
+    # the next report on the desk's template (Reuters-21578: "National average prices
+    # for farmer-owned reserve", "No grain shipments to the USSR -- USDA").
+    moved = replaced(ARTICLE, ("rose 3.4 per cent", "fell 1.2 per cent"), ("340", "355"))
+    assert judge(ARTICLE, moved, lag_hours=2).copy
+    assert not judge(ARTICLE, moved, lag_hours=72).copy
+    # A copy carried days later keeps its words and figures.
     assert judge(ARTICLE, CHROME_WRAPPED, lag_hours=72).copy
+    assert judge(ARTICLE, SUB_EDITED, lag_hours=72).copy
 
 
 @pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
