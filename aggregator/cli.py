@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,12 +19,18 @@ from typing import Any, TypeVar
 import click
 
 from aggregator import __version__
-from aggregator.config import ENV_VAR, config_path, load_settings, parse_duration
-from aggregator.errors import AggregatorError, UsageError
+from aggregator.config import (
+    ENV_VAR,
+    config_path,
+    load_settings,
+    parse_duration,
+    settings_from_mapping,
+)
+from aggregator.errors import AggregatorError, StorageError, UsageError
 from aggregator.lock import DatabaseLock
 from aggregator.lock import holder as lock_holder
 from aggregator.logs import configure as configure_logging
-from aggregator.models import Feed, PollReport, Settings, StoredItem, StoreStatus
+from aggregator.models import Feed, FeedConfig, PollReport, Settings, StoredItem, StoreStatus
 from aggregator.store import DEFAULT_BUSY_TIMEOUT, ItemFilter, Store, format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,8 +75,37 @@ class _State:
             self._settings = load_settings(self.config)
         return self._settings
 
+    def has_config(self) -> bool:
+        """A config file is named (--config, $AGGREGATOR_CONFIG) or ./config.toml is there."""
+        return self.config is not None or config_path(None).exists()
+
+    def settings_or_defaults(self) -> Settings:
+        """The config's settings; with --db and no config file to read, the defaults.
+
+        For a writer that needs no feed list (import): --db alone then does, as it does
+        for the readers. A config that is named must still exist.
+        """
+        if self._settings is None and self.db and not self.has_config():
+            defaults = settings_from_mapping({}, source=None, base_dir=Path.cwd())
+            self._settings = replace(defaults, db_path=Path(self.db))
+        return self.settings()
+
     def db_path(self) -> Path:
         return Path(self.db) if self.db else self.settings().db_path
+
+    def existing_db(self) -> Path:
+        """The database a reading command reads; an error, having created nothing, if absent.
+
+        Opening a store creates the file (and its folder), which a writer wants; for a
+        reader a mistyped path would leave an empty store behind and answer "no items".
+        """
+        path = self.db_path()
+        if not _exists(path):
+            raise StorageError(
+                f"no database at {path}: the file does not exist "
+                "(`aggregator poll` or `aggregator import` creates it)"
+            )
+        return path
 
     def open_store(self) -> Store:
         """--db wins over [storage] path; without --db the config file is required."""
@@ -79,6 +114,22 @@ class _State:
             return Store.open(Path(self.db), busy_timeout=busy)
         settings = self.settings()
         return Store.open(settings.db_path, busy_timeout=settings.busy_timeout)
+
+    def open_reader(self) -> Store:
+        """The store of a reading command: refused, not created, when the file is absent."""
+        self.existing_db()
+        return self.open_store()
+
+
+def _exists(path: Path) -> bool:
+    """False only when the file is certainly absent; other troubles are Store.open's to say."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _output_options(func: F) -> F:
@@ -287,6 +338,29 @@ def _feed_status(feed: Feed) -> str:
     return "error" if feed.error_count else "ok"
 
 
+def _unpolled_feed(config: FeedConfig) -> Feed:
+    """A configured feed as the store will first know it: never polled, no items."""
+    return Feed(
+        id=0,
+        name=config.name,
+        publisher=config.publisher,
+        url=config.url,
+        config_url=config.url,
+        tags=config.tags,
+        active=True,
+        in_config=True,
+        etag=None,
+        last_modified=None,
+        error_count=0,
+        last_error=None,
+        last_status=None,
+        last_polled_at=None,
+        next_check_at=None,
+        retry_after_until=None,
+        bozo_warning=None,
+    )
+
+
 def _feed_json(feed: Feed) -> dict[str, object]:
     return {
         "name": feed.name,
@@ -319,9 +393,20 @@ def feeds(ctx: click.Context, output: str | None) -> None:
         return
     state: _State = ctx.obj
     settings = state.settings()
-    with state.open_store() as store:
-        store.sync_feeds(settings.feeds, utc_now())
-        rows = store.feeds(with_counts=True)
+    path = state.db_path()
+    if _exists(path):
+        with state.open_store() as store:
+            store.sync_feeds(settings.feeds, utc_now())
+            rows = store.feeds(with_counts=True)
+    else:
+        # Still an answer (a new config is checked this way before its first poll), but
+        # from the config alone: a reader creates no database.
+        click.echo(
+            f"no database at {path}: the file does not exist, so no feed has been polled "
+            "(`aggregator poll` creates it)",
+            err=True,
+        )
+        rows = [_unpolled_feed(config) for config in settings.feeds]
 
     def table() -> str:
         if not rows:
@@ -553,7 +638,7 @@ def items(state: _State, /, limit: int, output: str | None, **filters: Any) -> N
     RELATION is `original` for a story's first item (or an item with no copies),
     else `syndicated`, `version` or `duplicate`; STORY is the id of the original.
     """
-    with state.open_store() as store:
+    with state.open_reader() as store:
         rows = store.filtered_items(_item_filter(store, utc_now(), **filters), limit or None)
     _emit(output, [_item_json(i) for i in rows], lambda: _items_table(rows))
 
@@ -571,7 +656,7 @@ def search(state: _State, /, query: str, limit: int, output: str | None, **filte
     syntax works too: "an exact phrase", OR, NOT, NEAR(a b, 5), prefix*.
     Matches are marked «like this» in the snippet.
     """
-    with state.open_store() as store:
+    with state.open_reader() as store:
         hits = store.search(query, _item_filter(store, utc_now(), **filters), limit or None)
     records = [{**_item_json(h.item), "snippet": h.snippet, "rank": round(h.rank, 4)} for h in hits]
 
@@ -636,7 +721,7 @@ def export(
     from aggregator.export import run_export
 
     now = utc_now()
-    with state.open_store() as store:
+    with state.open_reader() as store:
         result = run_export(
             store,
             fmt=fmt,
@@ -677,7 +762,7 @@ def stats(state: _State, since: str, top: int, as_json: bool) -> None:
     The syndication matrix counts `syndicated` links from the publisher copied
     (SOURCE) to the one copying (COPIER), with the median lag between them.
     """
-    with state.open_store() as store:
+    with state.open_reader() as store:
         result = store.stats(_since(since, utc_now()), top)
     if as_json:
         click.echo(
@@ -789,7 +874,7 @@ def show(state: _State, item_id: int, as_json: bool) -> None:
     likely came from, with publisher, time, lag from its parent, relation and
     similarity. The item asked for is marked with *.
     """
-    with state.open_store() as store:
+    with state.open_reader() as store:
         item = store.item(item_id)
         if item is None:
             raise UsageError(f"no item with id {item_id}")
@@ -832,7 +917,7 @@ def stories(
 ) -> None:
     """List stories with their original, number of copies and publishers."""
     cutoff = _since(since, utc_now())
-    with state.open_store() as store:
+    with state.open_reader() as store:
         rows = store.stories(since=cutoff, min_copies=min_copies, limit=limit or None)
     records: list[dict[str, object]] = [
         {
@@ -927,6 +1012,23 @@ def run(state: _State) -> None:
     sys.exit(daemon.run())
 
 
+def _counted_by_config(
+    status: StoreStatus, configs: Sequence[FeedConfig], known: set[str], due: set[str]
+) -> StoreStatus:
+    """The status's feed counts over the feeds the config lists.
+
+    `known` are the feeds the store has, `due` those it finds due now; a listed feed
+    the store does not have yet has never been polled, so it is due now.
+    """
+    names = {config.name for config in configs}
+    return replace(
+        status,
+        feeds=len(names),
+        feeds_due=len(names & due) + len(names - known),
+        feeds_in_backoff=tuple(f for f in status.feeds_in_backoff if f.name in names),
+    )
+
+
 def _status_json(status: StoreStatus, running: dict[str, object] | None) -> dict[str, object]:
     return {
         "running": running is not None,
@@ -963,9 +1065,19 @@ def status(state: _State, as_json: bool) -> None:
     backing off after errors (with their last error) and items stored in the
     last hour and day.
     """
-    db_path = state.db_path()
+    db_path = state.existing_db()
+    # The config's feed list when the config names the database or is named itself: the
+    # store learns of a feed only when a poll (or `feeds`) syncs the list, so its own
+    # count read 0 until then. `--db` alone reads any database as the others do, by what
+    # its store holds (a ./config.toml beside it may list another set of feeds).
+    configs = state.settings().feeds if state.db is None or state.config else None
+    now = utc_now()
     with state.open_store() as store:
-        current = store.status(utc_now())
+        current = store.status(now)
+        if configs is not None:
+            known = {f.name for f in store.feeds(in_config_only=False)}
+            due = {f.name for f in store.due_feeds(now)}
+            current = _counted_by_config(current, configs, known, due)
     running = lock_holder(db_path)
     if as_json:
         click.echo(json.dumps(_status_json(current, running), indent=2))
@@ -1021,10 +1133,12 @@ def import_(state: _State, file: Path, batch: int) -> None:
     like polled items. Re-running skips what is already stored, so an interrupted
     import resumes. Bad lines (not UTF-8 JSON, over 16 MiB, no publisher, no title or text,
     a "published" that is not ISO 8601) are skipped and counted; the first is shown.
+    `aggregator --db FILE import ...` needs no config file: without one, the default
+    [dedup] settings are used.
     """
     from aggregator.backfill import count_lines, run_import
 
-    settings = state.settings()
+    settings = state.settings_or_defaults()
     total = count_lines(file)
     started = time.monotonic()
     with (
@@ -1143,12 +1257,11 @@ def serve(state: _State, host: str, port: int) -> None:
     syndication matrix are ready-made pages; any read-only SQL works too. Needs
     the web extra: pip install 'aggregator[web]'. Ctrl-C stops it.
     """
+    db_path = state.existing_db()
     try:
         from aggregator.web import serve as run_server
     except ModuleNotFoundError as e:
         raise _web_extra_error("serve", e) from e
-
-    db_path = state.db_path()
 
     def ready(url: str) -> None:
         click.echo(f"Serving {db_path} read-only at {url} (Ctrl-C stops)")
@@ -1179,13 +1292,14 @@ def report(state: _State, since: str, output: Path) -> None:
     pair of publishers, items and stories per day, and the feeds' health. Needs
     the web extra: pip install 'aggregator[web]'.
     """
+    db_path = state.existing_db()
     try:
         from aggregator.report import write_report
     except ModuleNotFoundError as e:
         raise _web_extra_error("report", e) from e
 
     now = utc_now()
-    summary = write_report(state.db_path(), output, since=_since(since, now), now=now)
+    summary = write_report(db_path, output, since=_since(since, now), now=now)
     click.echo(f"wrote {output}: {summary}")
 
 

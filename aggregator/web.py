@@ -5,7 +5,8 @@ a file database through `mode=ro` connections; a `prepare_connection` hook also 
 `PRAGMA query_only` on every connection it opens, the write connection included, so
 neither a canned query nor a plugin can change the store; any request but
 GET/HEAD/OPTIONS is answered 405. The metadata describes
-every table and column people see and hides the ones only the aggregator needs.
+every table and column people see and hides the ones only the aggregator needs. The
+Search page reads its words through the store's `fts_query`, as `aggregator search` does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datasette.plugins import pm
 from datasette.utils.asgi import Request, Response
 
 from aggregator.errors import UsageError
+from aggregator.store.queries import fts_query
 from aggregator.store.views import check_schema
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +35,9 @@ hookimpl = cast(Callable[[F], F], datasette.hookimpl)
 PLUGIN = "aggregator"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CHAIN_PATH = "/-/chain/{}"
+# The SQL function the search query reads its text through: `aggregator search`'s own
+# translation, so the page and the command find the same items for the same words.
+MATCH_FUNCTION = "aggregator_match"
 
 _TIME = "UTC, ISO 8601"
 
@@ -207,15 +212,17 @@ CANNED_QUERIES: dict[str, dict[str, Any]] = {
     },
     "search": {
         "title": "Search",
-        "description": 'Full-text search over titles and bodies (FTS5: words, "a phrase", '
-        "OR, NOT, prefix*), best matches first; «» mark the match.",
-        "sql": """
+        "description": "Full-text search over titles and bodies, best matches first, read "
+        "as `aggregator search` reads it: plain words must all appear (EUR/USD, S&P 500 and "
+        '$0.87 are words too); FTS5 syntax works: "a phrase", OR, NOT, prefix*. «» mark the '
+        "match.",
+        "sql": f"""
 SELECT items.id, items.published, feeds.publisher, items.relation, items.story_id AS story,
   snippet(items_fts, -1, '«', '»', '…', 16) AS snippet, items.title
 FROM items_fts
 JOIN items ON items.id = items_fts.rowid
 JOIN feeds ON feeds.id = items.feed_id
-WHERE items_fts MATCH coalesce(nullif(trim(:q), ''), '""')
+WHERE items_fts MATCH coalesce(nullif({MATCH_FUNCTION}(:q), ''), '""')
 ORDER BY bm25(items_fts, 5.0, 1.0, 1.0)
 LIMIT 100
 """.strip(),
@@ -341,6 +348,7 @@ class AggregatorPlugin:
     def prepare_connection(conn: Any, database: str, datasette: Datasette) -> None:
         if database == _database_name(datasette):
             conn.execute("PRAGMA query_only = 1")
+            conn.create_function(MATCH_FUNCTION, 1, _match_text, deterministic=True)
 
     @staticmethod
     @hookimpl
@@ -363,6 +371,11 @@ class AggregatorPlugin:
         return markupsafe.Markup('<a href="{}" title="the story as a tree">{}</a>').format(
             href, value
         )
+
+
+def _match_text(query: object) -> str:
+    """The search form's text as an FTS5 query, the way the CLI reads it ('' for none)."""
+    return fts_query(query) if isinstance(query, str) else ""
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
