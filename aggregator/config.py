@@ -2,10 +2,18 @@
 
 Every problem is a ConfigError whose message names the file and the key, so the
 CLI can print it as a single line.
+
+Credentials: a feed's `url` may hold `user:password@`, or the feed gives `username`
+with `password` or `password_env` (the name of an environment variable). Either way
+FeedConfig.url is the URL without them, and with secret query values as "***"
+(aggregator.text.urls.redact_url): that is what reaches the database and every
+output. What the fetch needs goes in FeedConfig.credentials. A password written in
+the file itself draws a warning when the file is readable by other users.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,9 +30,13 @@ from aggregator.models import (
     DaemonSettings,
     DedupSettings,
     FeedConfig,
+    FeedCredentials,
     PollingSettings,
     Settings,
 )
+from aggregator.text.urls import origin, redact_url, secret_query_values, split_userinfo
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "AGGREGATOR_CONFIG"
 DEFAULT_PATH = Path("config.toml")
@@ -33,6 +45,7 @@ MAX_DURATION = 3650 * 86400.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TOP_KEYS = {"storage", "polling", "daemon", "dedup", "feeds"}
 _STORAGE_KEYS = {"path", "busy_timeout"}
@@ -47,7 +60,8 @@ _DAEMON_KEYS = {
     "metrics_port",
     "processes",
 }
-_FEED_KEYS = {"name", "publisher", "url", "tags", "syndicates"} | _POLLING_KEYS
+_CREDENTIAL_KEYS = ("username", "password", "password_env")
+_FEED_KEYS = {"name", "publisher", "url", "tags", "syndicates", *_CREDENTIAL_KEYS} | _POLLING_KEYS
 _DEDUP_FIELDS = {f.name: f for f in fields(DedupSettings)}
 
 
@@ -83,15 +97,20 @@ def check_feed_url(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} is not a URL")
     url = value.strip()
+    # A URL with an "@" may hold a password, and one that does not parse cannot be
+    # redacted for sure (nor can urllib's reason, which quotes it): the message then
+    # names only the key.
+    shown = "the URL" if "@" in url else repr(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as e:
-        raise ValueError(f"{url!r} is not a valid URL ({e})") from e
+        reason = "" if "@" in url else f" ({e})"
+        raise ValueError(f"{shown} is not a valid URL{reason}") from e
     if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{url!r} is not an http(s) URL")
+        raise ValueError(f"{shown} is not an http(s) URL")
     if not parts.hostname:
-        raise ValueError(f"{url!r} has no host")
+        raise ValueError(f"{shown} has no host")
     return url
 
 
@@ -125,10 +144,18 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], *, source: Path | None, base_dir: Path
+    data: Mapping[str, Any],
+    *,
+    source: Path | None,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Validate an already-decoded TOML document. Relative paths are taken from base_dir."""
+    """Validate an already-decoded TOML document. Relative paths are taken from base_dir.
+
+    `environ` (default: the process's) is where `password_env` variables are looked up.
+    """
     where = str(source) if source is not None else "<settings>"
+    environ = os.environ if environ is None else environ
 
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(f"{where}: {key}: {reason}")
@@ -214,6 +241,9 @@ def settings_from_mapping(
             url = check_feed_url(values.get("url"))
         except ValueError as e:
             raise fail(f"{key}.url", str(e)) from e
+        url, credentials = _feed_credentials(url, values, key, fail, environ)
+        if credentials is not None and credentials.password and _password_in_file(values):
+            _warn_if_readable(source, key)
         publisher = values.get("publisher", name)
         if not isinstance(publisher, str) or not publisher.strip():
             raise fail(f"{key}.publisher", "must be a non-empty string")
@@ -227,6 +257,7 @@ def settings_from_mapping(
                 tags=tags,
                 polling=polling_from(values, polling, key),
                 syndicates=syndicates,
+                credentials=credentials,
             )
         )
 
@@ -240,6 +271,77 @@ def settings_from_mapping(
         dedup=dedup,
         daemon=daemon_settings,
     )
+
+
+def _feed_credentials(
+    url: str,
+    values: Mapping[str, Any],
+    key: str,
+    fail: Callable[[str, str], ConfigError],
+    environ: Mapping[str, str],
+) -> tuple[str, FeedCredentials | None]:
+    """(the URL as stored and shown, what fetching it takes) for one [[feeds]] table."""
+    bare, username, password = split_userinfo(url)
+    given = [name for name in _CREDENTIAL_KEYS if name in values]
+    if username is not None and given:
+        raise fail(
+            f"{key}.{given[0]}",
+            "the url holds user:password@ already; give the credentials one way, not both",
+        )
+    missing: str | None = None
+    if "username" in values:
+        username = values["username"]
+        if not isinstance(username, str) or not username or ":" in username or "\n" in username:
+            raise fail(f"{key}.username", "must be a non-empty single-line string without ':'")
+    if "password" in values and "password_env" in values:
+        raise fail(f"{key}.password", "give password or password_env, not both")
+    if username is None and given:
+        raise fail(f"{key}.{given[0]}", "a password needs a username")
+    if "password" in values:
+        password = values["password"]
+        if not isinstance(password, str) or not password:
+            raise fail(f"{key}.password", "must be a non-empty string")
+    if "password_env" in values:
+        variable = values["password_env"]
+        if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+            raise fail(f"{key}.password_env", "must be the name of an environment variable")
+        password = environ.get(variable) or None
+        if password is None:
+            # Not a config error: commands that fetch nothing (feeds, export) still work.
+            # Each fetch of the feed is refused with this, and shows as the feed's error.
+            missing = f"environment variable {variable} ({key}.password_env) is not set"
+    query = secret_query_values(bare)
+    shown = redact_url(bare)
+    where = origin(bare)
+    if (username is None and not query) or where is None:
+        return shown, None
+    if username is not None and password is None and missing is None:
+        password = ""  # a user name alone (a token) is sent with an empty password
+    return shown, FeedCredentials(
+        origin=where, username=username, password=password, query=query, missing=missing
+    )
+
+
+def _password_in_file(values: Mapping[str, Any]) -> bool:
+    return "password" in values or split_userinfo(str(values.get("url", "")))[2] is not None
+
+
+def _warn_if_readable(source: Path | None, key: str) -> None:
+    """A password written in the config is a secret in a file: say so if others can read it."""
+    if source is None:
+        return
+    try:
+        mode = source.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o044:
+        log.warning(
+            "%s: %s: this file holds a password and other users can read it "
+            "(mode %o): chmod 600 it, or name an environment variable with password_env",
+            source,
+            key,
+            mode & 0o777,
+        )
 
 
 def _daemon_settings(

@@ -12,6 +12,12 @@ httpx's timeouts bound each network read, not the whole response, so a server
 that drips a byte a second would hold a fetch forever. `_Deadline` enforces
 `timeout` over the whole fetch (all hops, headers and body) by shutting the
 connection's socket down when the time is up.
+
+Credentials (models.FeedCredentials) are sent only to the configured URL's origin:
+HTTP Basic auth, and the secret query values the stored URL shows as "***". No hop to
+another host, port or scheme gets them. Every URL and error text in a FetchResult is
+redacted (aggregator.text.urls), so nothing downstream can store or log a secret; a
+permanent move whose target would not survive that is followed but not reported.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from urllib.parse import urljoin, urlsplit
 import brotli
 import httpx
 
-from aggregator.models import FetchOutcome, FetchRequest, FetchResult
+from aggregator.models import FeedCredentials, FetchOutcome, FetchRequest, FetchResult
+from aggregator.text.urls import origin, redact_text, redact_url, restore_secrets
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -79,22 +86,32 @@ class Fetcher:
     def fetch(self, request: FetchRequest) -> FetchResult:
         started = time.monotonic()
         deadline = started + request.polling.timeout
-        url = request.url
+        credentials = request.credentials
+        secrets = credentials.secrets() if credentials is not None else ()
+        # `url` is what is sent (secrets filled in); results carry it redacted.
+        url = _sendable(request.url, credentials)
         permanent_url: str | None = None
         only_permanent_so_far = True
 
-        def result(outcome: FetchOutcome, **fields: Any) -> FetchResult:
+        def result(
+            outcome: FetchOutcome, *, error: str | None = None, **fields: Any
+        ) -> FetchResult:
             return FetchResult(
-                requested_url=request.url,
-                final_url=url,
+                requested_url=redact_url(request.url),
+                final_url=redact_url(url),
                 outcome=outcome,
                 # A move is reported only once its target has answered: a 2xx read whole,
                 # or a 304. A 301 to a page that fails (a 404, a login wall, an outage)
                 # would otherwise replace the feed's URL with a dead one for good.
                 permanent_url=None if outcome.is_error else permanent_url,
                 elapsed=time.monotonic() - started,
+                # httpx and the OS may quote the URL, or a part of it, in their reasons.
+                error=None if error is None else redact_text(error, secrets),
                 **fields,
             )
+
+        if credentials is not None and credentials.missing:
+            return result(FetchOutcome.REFUSED, error=credentials.missing)
 
         headers = {"User-Agent": request.polling.user_agent}
         if request.etag:
@@ -111,6 +128,7 @@ class Fetcher:
                         "GET",
                         url,
                         headers=headers,
+                        auth=_auth_for(url, credentials),
                         timeout=timeout,
                         extensions={"trace": watchdog.trace},
                     ) as response:
@@ -118,7 +136,12 @@ class Fetcher:
                         if status in _REDIRECTS and "location" in response.headers:
                             target = urljoin(url, response.headers["location"].strip())
                             if only_permanent_so_far and status in _PERMANENT:
-                                permanent_url = target
+                                # Stored redacted, the target must still fetch: one whose
+                                # secrets the config cannot fill back in (a token in a
+                                # move to another host, a user:password@) is not stored.
+                                shown = redact_url(target)
+                                lossless = _sendable(shown, credentials) == target
+                                permanent_url = shown if lossless else None
                             else:
                                 only_permanent_so_far = False
                             url = target
@@ -128,7 +151,8 @@ class Fetcher:
                     return result(
                         FetchOutcome.REFUSED,
                         status=e.status,
-                        error=f"refused redirect to a non-http(s) URL: {e.target[:200]}",
+                        error="refused redirect to a non-http(s) URL: "
+                        + redact_url(e.target)[:200],
                     )
                 except httpx.TimeoutException:
                     return result(
@@ -145,7 +169,7 @@ class Fetcher:
                     return result(FetchOutcome.NETWORK_ERROR, error=f"HTTP error: {e}")
             return result(
                 FetchOutcome.REFUSED,
-                error=f"more than {MAX_REDIRECTS} redirects, last to {url[:200]}",
+                error=f"more than {MAX_REDIRECTS} redirects, last to {redact_url(url)[:200]}",
             )
 
         with _Deadline(request.polling.timeout) as watchdog:
@@ -235,6 +259,25 @@ class Fetcher:
             max_age=max_age,
             **validators,
         )
+
+
+def _sendable(url: str, credentials: FeedCredentials | None) -> str:
+    """The URL with its "***" query values filled in, for the configured origin only."""
+    if credentials is None or not credentials.query or origin(url) != credentials.origin:
+        return url
+    return restore_secrets(url, credentials.query)
+
+
+def _auth_for(url: str, credentials: FeedCredentials | None) -> httpx.BasicAuth | None:
+    """Basic auth for the configured origin; none for any other (no leak on redirect)."""
+    if (
+        credentials is None
+        or credentials.username is None
+        or credentials.password is None
+        or origin(url) != credentials.origin
+    ):
+        return None
+    return httpx.BasicAuth(credentials.username, credentials.password)
 
 
 class _ForeignRedirect(Exception):

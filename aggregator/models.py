@@ -85,8 +85,38 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedCredentials:
+    """What a feed's fetch sends but nothing may store, log or show (config.py builds it).
+
+    Held in memory only: the feeds table, every log line and every output get the URL
+    without them (aggregator.text.urls.redact_url). The password and the secret query
+    values go to `origin` (scheme://host:port of the configured URL) and nowhere else,
+    so a redirect to another host or to plain http does not take them along.
+    """
+
+    origin: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # (name, value) of the configured URL's secret query parameters, as written.
+    query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Why the password is unknown (its environment variable is unset): fetches are refused.
+    missing: str | None = None
+
+    def secrets(self) -> tuple[str, ...]:
+        """The strings no text may contain. A user name alone is a token, so it counts."""
+        values = [self.password or "", *(value for _name, value in self.query)]
+        if not self.password and self.username:
+            values.append(self.username)
+        return tuple(v for v in values if v)
+
+
+@dataclass(frozen=True, slots=True)
 class FeedConfig:
-    """One `[[feeds]]` entry with the polling defaults already applied."""
+    """One `[[feeds]]` entry with the polling defaults already applied.
+
+    `url` is the URL as stored and shown: no user:password@, secret query values as
+    "***". What it takes to fetch it is in `credentials`.
+    """
 
     name: str
     publisher: str
@@ -95,6 +125,7 @@ class FeedConfig:
     polling: PollingSettings = field(default_factory=PollingSettings)
     # Publishers this feed is known to republish: a credit to one of them decides the parent.
     syndicates: tuple[str, ...] = ()
+    credentials: FeedCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +193,7 @@ class FetchRequest:
     etag: str | None
     last_modified: str | None
     polling: PollingSettings
+    credentials: FeedCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)

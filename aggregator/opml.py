@@ -14,6 +14,11 @@ Safety: a document with a DOCTYPE or an entity declaration is refused before par
 them again, which also covers encodings such as UTF-16 that a search of the raw bytes
 cannot see.
 
+Secrets: a URL is written to an OPML file, and printed, as aggregator.text.urls.redact_url
+shows it (no user:password@, secret query values as "***"), so an export never carries a
+password or a token; an importing reader must be given them again. An import writes the
+URL into config.toml as the file gave it (config.toml is where credentials live).
+
 Names: OPML has no feed-name field, so a name is a slug of the publisher; ``render_opml``
 also writes the name in an ``aggregator:name`` attribute (in :data:`NAMESPACE`, as OPML
 2.0 asks of extra attributes) so an export read back keeps its names.
@@ -35,6 +40,7 @@ from xml.parsers import expat
 from xml.sax.saxutils import escape
 
 from aggregator.errors import ConfigError
+from aggregator.text.urls import REDACTED, redact_url
 
 __all__ = [
     "IMPORT_COMMENT",
@@ -96,7 +102,10 @@ class SkippedOutline:
 
     def __str__(self) -> str:
         label = f"{self.text!r} " if self.text else ""
-        url = " ".join(self.url.split())  # one line, whatever the attribute held
+        url = redact_url(" ".join(self.url.split()))  # one line, whatever the attribute held
+        if "@" in url:  # not read as user:password@ (a "/" in it?): hide up to the last "@"
+            scheme, sep, rest = url.partition("://")
+            url = f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if sep else REDACTED
         return f"line {self.line}: {label}<{url}>: {self.reason}"
 
 
@@ -348,7 +357,8 @@ def _feed_url(value: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as e:
-        raise ValueError(f"malformed URL ({e})") from e
+        # urllib quotes the part it could not read, which may be a password.
+        raise ValueError("malformed URL" if "@" in url else f"malformed URL ({e})") from e
     if parts.scheme.lower() not in ("http", "https"):
         if not parts.scheme:
             raise ValueError("not an http(s) URL (relative)")
@@ -368,9 +378,10 @@ def _site_url(value: str | None) -> str | None:
 
 
 def _url_key(url: str) -> str:
-    """Two spellings of one feed URL compare equal: scheme and host case, fragment."""
+    """Two spellings of one feed URL compare equal: scheme and host case, fragment, and
+    credentials (configured URLs are compared as they are shown, without them)."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(redact_url(url.strip()))
     except ValueError:
         return url.strip()
     query = f"?{parts.query}" if parts.query else ""
@@ -410,10 +421,10 @@ def render_opml(feeds: Sequence[OpmlFeed], *, title: str, now: datetime) -> byte
             ("type", "rss"),
             ("text", publisher),
             ("title", publisher),
-            ("xmlUrl", feed.url.strip()),
+            ("xmlUrl", redact_url(feed.url.strip())),
         ]
         if feed.site_url:
-            attrs.append(("htmlUrl", feed.site_url.strip()))
+            attrs.append(("htmlUrl", redact_url(feed.site_url.strip())))
         tags = _unique(slugify(tag) for tag in feed.tags)
         if tags:
             attrs.append(("category", ",".join(f"/{tag}" for tag in tags)))
@@ -448,8 +459,10 @@ def append_feeds_to_config(
     byte as the prefix of ``new_text`` (and returned unchanged when nothing is added). A
     feed whose URL is in ``existing_urls``, in the file already, or earlier in ``feeds``
     is a duplicate; a name taken already gets a -2, -3, ... suffix. ``added`` holds the
-    feeds as written (final names). Raises ConfigError when the text is not valid TOML or
-    could not take ``[[feeds]]`` tables (e.g. an inline ``feeds = [...]`` array).
+    feeds as written (final names), with their URLs as shown (``redact_url``): the file
+    gets the URL as given, credentials and all, but what is printed must not. Raises
+    ConfigError when the text is not valid TOML or could not take ``[[feeds]]`` tables
+    (e.g. an inline ``feeds = [...]`` array).
     """
     try:
         document = tomllib.loads(config_text)
@@ -460,6 +473,7 @@ def append_feeds_to_config(
     seen_urls = {_url_key(url) for url in (*existing_urls, *(url for _name, url in in_file))}
 
     added: list[OpmlFeed] = []
+    written: list[str] = []  # added[i]'s URL as it goes into the file
     skipped: list[OpmlFeed] = []
     for feed in feeds:
         try:
@@ -477,12 +491,13 @@ def append_feeds_to_config(
             base = slugify(feed.name) or slugify(feed.publisher) or slugify(_host(url)) or "feed"
         name = _unique_name(base, taken)
         taken.add(name)
+        written.append(url)
         added.append(
             replace(
                 feed,
                 name=name,
                 publisher=" ".join(feed.publisher.split()) or name,
-                url=url,
+                url=redact_url(url),
                 tags=_unique(tag.strip() for tag in feed.tags),
                 site_url=_site_url(feed.site_url),
             )
@@ -504,7 +519,7 @@ def append_feeds_to_config(
             "[[feeds]]",
             f"name = {_toml_string(feed.name)}",
             f"publisher = {_toml_string(feed.publisher)}",
-            f"url = {_toml_string(feed.url)}",
+            f"url = {_toml_string(written[index])}",
         ]
         if feed.tags:
             block.append(f"tags = [{', '.join(_toml_string(tag) for tag in feed.tags)}]")

@@ -181,12 +181,18 @@ def _round_robin_by_host(feeds: Sequence[Feed]) -> list[Feed]:
 
 
 def fetch_request(settings: Settings, feed: Feed) -> FetchRequest:
-    """A conditional GET of the feed's current URL with its saved validators."""
+    """A conditional GET of the feed's current URL with its saved validators.
+
+    The stored URL holds no secrets; the config's credentials (in memory only) are
+    handed to the fetcher, which sends them to the configured origin alone.
+    """
+    config = settings.feed(feed.name)
     return FetchRequest(
         url=feed.url,
         etag=feed.etag,
         last_modified=feed.last_modified,
         polling=polling_for(settings, feed),
+        credentials=config.credentials if config is not None else None,
     )
 
 
