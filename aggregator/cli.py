@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -465,8 +466,14 @@ def feeds_import(state: _State, opml_file: Path, dry_run: bool) -> None:
         return
     # Checked before writing: the file must still load after the import.
     temporary = config.with_name(f".{config.name}.import")
-    temporary.write_text(new_text, encoding="utf-8")
+    temporary.unlink(missing_ok=True)
+    # Private until it has the config's own mode: the config may hold a feed's password,
+    # and a file made under the umask (0644) would hand it to every local user.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(new_text)
     try:
+        os.chmod(temporary, stat.S_IMODE(config.stat().st_mode))
         load_settings(temporary)
         os.replace(temporary, config)
     finally:

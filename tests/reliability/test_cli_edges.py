@@ -190,3 +190,20 @@ def test_import_needs_only_db(tmp_path: Path) -> None:
         2,
     )  # fmt: skip
     assert "none.toml" in line and "not found" in line
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644])
+def test_feeds_import_keeps_the_config_files_mode(tmp_path: Path, mode: int) -> None:
+    # A config may hold a feed's password: rewriting it under the umask made a 0600
+    # file 0644, readable by every local user.
+    source = write_config(tmp_path / "a.toml", feed_block("fx-desk", "https://fx.example/rss"))
+    opml = tmp_path / "feeds.opml"
+    exported = run("--config", str(source), "feeds", "export", cwd=tmp_path)
+    opml.write_text(exported.stdout, encoding="utf-8")
+    target = write_config(tmp_path / "b.toml", feed_block("coins", "https://coins.example/f"))
+    target.chmod(mode)
+    imported = run("--config", str(target), "feeds", "import", str(opml), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 feeds added" in imported.stdout
+    assert target.stat().st_mode & 0o777 == mode
+    assert not list(tmp_path.glob(".b.toml*"))
