@@ -9,11 +9,16 @@ crash or `aggregator poll` from cron all pick up exactly where things stand.
 Messages: TICK (dispatch due feeds), RESULT (store one fetched feed), RELOAD
 (SIGHUP: re-read config.toml), STOP (SIGTERM/SIGINT: stop taking work, let
 in-flight feeds commit, exit within `shutdown_timeout`).
+
+A database that is deleted, replaced or made read-only under the daemon
+(DatabaseUnusableError) stops it at once: one error line, exit status 1, nothing
+more written, since every later write would be lost or do harm.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import queue
@@ -32,13 +37,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import __version__
 from aggregator.config import load_settings
-from aggregator.errors import AggregatorError
+from aggregator.errors import AggregatorError, DatabaseUnusableError
 from aggregator.fetch import Fetcher
 from aggregator.linker import Linker
 from aggregator.lock import DatabaseLock
 from aggregator.metrics import Metrics
 from aggregator.models import Feed, Settings
-from aggregator.pipeline import Clock, Fetched, fetch_job, store_result, utc_now
+from aggregator.pipeline import Clock, Fetched, fetch_job, select_feeds, store_result, utc_now
 from aggregator.store import Store
 from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Digester
 
@@ -96,6 +101,10 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------
 
     def run(self) -> int:
+        # A fatal signal (SIGBUS from a mapped file that the store's checks did not see
+        # turn read-only in time) says what and where on stderr instead of nothing.
+        if not faulthandler.is_enabled():
+            faulthandler.enable()
         # Handlers first: a SIGTERM while the store opens is queued, then honoured.
         previous = {
             sig: signal.signal(sig, self._on_signal)
@@ -154,6 +163,7 @@ class Daemon:
             settings.daemon.per_host,
         )
         deadline: float | None = None
+        fatal: DatabaseUnusableError | None = None
         try:
             while True:
                 if self._stopping and not self._in_flight:
@@ -170,33 +180,41 @@ class Daemon:
                     message = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     continue
-                if isinstance(message, _Tick):
-                    if not self._stopping:
-                        self._dispatch(store, pool, fetcher, linker, digester)
-                elif isinstance(message, _Result):
-                    self._store(store, linker, metrics, message)
-                elif message.name == "SIGHUP":
-                    linker = self._reload(store, linker)
-                elif not self._stopping:
-                    log.info(
-                        "%s: stopping; %d feeds in flight get %gs to finish",
-                        message.name,
-                        len(self._in_flight),
-                        settings.daemon.shutdown_timeout,
-                    )
-                    self._stopping = True
-                    scheduler.pause()
-                    deadline = time.monotonic() + self._settings.daemon.shutdown_timeout
+                try:
+                    if isinstance(message, _Tick):
+                        if not self._stopping:
+                            self._dispatch(store, pool, fetcher, linker, digester)
+                    elif isinstance(message, _Result):
+                        self._store(store, linker, metrics, message)
+                    elif message.name == "SIGHUP":
+                        linker = self._reload(store, linker)
+                    elif not self._stopping:
+                        log.info(
+                            "%s: stopping; %d feeds in flight get %gs to finish",
+                            message.name,
+                            len(self._in_flight),
+                            settings.daemon.shutdown_timeout,
+                        )
+                        self._stopping = True
+                        scheduler.pause()
+                        deadline = time.monotonic() + self._settings.daemon.shutdown_timeout
+                except DatabaseUnusableError as e:
+                    # Feeds still fetching are dropped: nothing of theirs was committed.
+                    log.error("stopping: %s", e)
+                    fatal = e
+                    break
         finally:
             scheduler.shutdown(wait=False)
             pool.shutdown(wait=False, cancel_futures=True)
             digester.close()
             fetcher.close()
-            with contextlib.suppress(AggregatorError):
-                store.index_pending()
-            store.daemon_stopped(self._clock())
+            # After a fatal store error every write fails the same way: none is tried.
+            if fatal is None:
+                with contextlib.suppress(AggregatorError):
+                    store.index_pending()
+                store.daemon_stopped(self._clock())
             log.info("daemon stopped")
-        return 0
+        return 0 if fatal is None else fatal.exit_code
 
     def _dispatch(
         self,
@@ -210,7 +228,8 @@ class Daemon:
         now = self._clock()
         store.daemon_ticked(now)
         per_host = Counter(self._in_flight.values())
-        for feed in store.due_feeds(now):
+        # The same selection as `aggregator poll`, schedules from a clock jump included.
+        for feed in select_feeds(store, settings, everything=False, now=now):
             if len(self._in_flight) >= settings.workers:
                 break
             if feed.id in self._in_flight:
@@ -238,6 +257,8 @@ class Daemon:
                 self._clock(), digest=digest,
             )  # fmt: skip
             metrics.observe(report)
+        except DatabaseUnusableError:
+            raise
         except AggregatorError as e:
             # A locked or failing database must not kill the daemon: the feed stays
             # due and is fetched again on a later tick.
@@ -253,6 +274,8 @@ class Daemon:
                 store.index_pending()
             else:
                 store.index_if_many()
+        except DatabaseUnusableError:
+            raise
         except AggregatorError as e:
             log.error("could not update the search index: %s", e)
 

@@ -39,3 +39,10 @@ class StorageError(AggregatorError):
 
 class DatabaseLockedError(StorageError):
     """Another process held the database lock for longer than the busy timeout."""
+
+
+class DatabaseUnusableError(StorageError):
+    """The database file was deleted, replaced or made unwritable under an open store.
+
+    Retrying cannot help, so a writer that sees it stops instead of carrying on.
+    """

@@ -34,7 +34,7 @@ from aggregator.models import (
     Settings,
 )
 from aggregator.parse import parse_feed
-from aggregator.schedule import decide_feed_update, feed_jitter
+from aggregator.schedule import WaitLimits, decide_feed_update, feed_jitter
 from aggregator.store import Store
 from aggregator.workers import MIN_FEEDS_FOR_PROCESSES, Context, Digester, FeedDigest
 
@@ -59,7 +59,7 @@ def select_feeds(
         return store.feeds(list(dict.fromkeys(names)))
     if everything:
         return [feed for feed in store.feeds() if feed.active]
-    return store.due_feeds(now)
+    return store.due_feeds(now, WaitLimits.from_settings(settings))
 
 
 def poll(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from aggregator.models import Feed, FeedUpdate, FetchOutcome, FetchResult, ParsedFeed
+from aggregator.models import Feed, FeedUpdate, FetchOutcome, FetchResult, ParsedFeed, Settings
 
 BACKOFF_CAP = timedelta(hours=6)
 RETRY_AFTER_CAP = timedelta(days=2)
@@ -19,6 +21,10 @@ SERVER_HINT_CAP = timedelta(days=1)
 # Each feed's interval is stretched or shrunk by up to this share, the same way every
 # time: feeds started together drift apart instead of polling in lockstep forever.
 JITTER_SHARE = 0.1
+# How far past its longest wait a stored time may lie before it counts as written by a
+# clock that ran ahead: stored times are rounded up to the second, and a jump of less
+# than a minute costs nothing worth a warning.
+CLOCK_SLACK = timedelta(minutes=1)
 
 
 def feed_jitter(name: str) -> float:
@@ -56,6 +62,108 @@ def next_check_at(
     if retry_after is not None and retry_after > 0:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP.total_seconds()))
     return now + timedelta(seconds=delay)
+
+
+def longest_wait(
+    *,
+    interval: float,
+    error_count: int,
+    retry_after: bool,
+    backoff_cap: timedelta = BACKOFF_CAP,
+    respect_server_hints: bool = True,
+) -> timedelta:
+    """The furthest ahead next_check_at() can put a feed in this state.
+
+    Its terms, each at their widest: the interval at full jitter; the backoff
+    ceiling once the feed has failed; a day for the server's <ttl> or max-age;
+    two days of Retry-After, when the feed's last answer carried one.
+    """
+    longest = interval * (1.0 + JITTER_SHARE)
+    if error_count > 0:
+        longest = max(longest, backoff_cap.total_seconds())
+    if respect_server_hints:
+        longest = max(longest, SERVER_HINT_CAP.total_seconds())
+    if retry_after:
+        longest = max(longest, RETRY_AFTER_CAP.total_seconds())
+    return timedelta(seconds=longest)
+
+
+def pull_back(
+    feed: Feed,
+    now: datetime,
+    *,
+    interval: float,
+    backoff_cap: timedelta = BACKOFF_CAP,
+    respect_server_hints: bool = True,
+) -> Feed | None:
+    """The feed made due now when it is scheduled further ahead than it could ever wait.
+
+    next_check_at() never schedules past longest_wait(), nor a Retry-After past its
+    cap; a stored time beyond that was written by a clock that ran ahead and came
+    back (or under a longer interval than the config now gives). Left alone it
+    would hold the feed until that far-off time. None when the schedule stands.
+    """
+    retry_limit = now + RETRY_AFTER_CAP + CLOCK_SLACK
+    retry_after_until = feed.retry_after_until
+    if retry_after_until is not None and retry_after_until > retry_limit:
+        retry_after_until = None
+    limit = (
+        now
+        + longest_wait(
+            interval=interval,
+            error_count=feed.error_count,
+            retry_after=retry_after_until is not None,
+            backoff_cap=backoff_cap,
+            respect_server_hints=respect_server_hints,
+        )
+        + CLOCK_SLACK
+    )
+    next_check = feed.next_check_at
+    if next_check is not None and next_check > limit:
+        next_check = now
+    if next_check == feed.next_check_at and retry_after_until == feed.retry_after_until:
+        return None
+    return replace(feed, next_check_at=next_check, retry_after_until=retry_after_until)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitLimits:
+    """pull_back() with the settings bound: what the store applies when it selects due feeds."""
+
+    intervals: Mapping[str, float]
+    default_interval: float
+    backoff_cap: timedelta = BACKOFF_CAP
+    respect_server_hints: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WaitLimits:
+        return cls(
+            intervals={feed.name: feed.polling.interval for feed in settings.feeds},
+            default_interval=settings.polling.interval,
+            backoff_cap=timedelta(seconds=settings.daemon.backoff_cap),
+            respect_server_hints=settings.daemon.respect_server_hints,
+        )
+
+    @property
+    def shortest(self) -> timedelta:
+        """No feed may wait less than this, whatever its state."""
+        # longest_wait() grows with the interval: the shortest interval gives the bound.
+        shortest = longest_wait(
+            interval=min([*self.intervals.values(), self.default_interval]),
+            error_count=0,
+            retry_after=False,
+            respect_server_hints=self.respect_server_hints,
+        )
+        return min(shortest, RETRY_AFTER_CAP)
+
+    def pull_back(self, feed: Feed, now: datetime) -> Feed | None:
+        return pull_back(
+            feed,
+            now,
+            interval=self.intervals.get(feed.name, self.default_interval),
+            backoff_cap=self.backoff_cap,
+            respect_server_hints=self.respect_server_hints,
+        )
 
 
 def decide_feed_update(

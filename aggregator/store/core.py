@@ -4,23 +4,29 @@ One write connection in autocommit mode with explicit `BEGIN IMMEDIATE`
 transactions: each feed's poll (items, feed state, fetch log) commits as one
 unit, so a crash never leaves half a feed. WAL lets readers (the CLI) run
 while a poll writes. Rows never leave this module: callers get frozen records.
+
+Before each write transaction the store checks that its path still names the
+file it opened and that the files can still be written (store/files.py); when
+not, every later write raises DatabaseUnusableError and the writer stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 
-from aggregator.errors import DatabaseLockedError, StorageError
+from aggregator.errors import DatabaseLockedError, DatabaseUnusableError, StorageError
 from aggregator.models import (
     ChangeStatus,
     EntryChange,
@@ -33,6 +39,7 @@ from aggregator.models import (
     StoreStatus,
     StorySummary,
 )
+from aggregator.store.files import FileGuard
 from aggregator.store.links import LinkStore
 from aggregator.store.queries import ItemFilter, QueryStore
 from aggregator.store.records import feed_record, required_time
@@ -47,6 +54,21 @@ CACHE_KIB = 65_536
 # Items written before a writer indexes them for search mid-run (index_pending): the
 # per-row cost of FTS5 falls with the batch; see docs/design.md.
 SEARCH_BATCH = 2000
+
+log = logging.getLogger(__name__)
+
+
+class WaitLimits(Protocol):
+    """How far ahead each feed can honestly be scheduled (aggregator.schedule.WaitLimits)."""
+
+    @property
+    def shortest(self) -> timedelta:
+        """No feed's limit is shorter: feeds scheduled closer than this need no look."""
+        ...
+
+    def pull_back(self, feed: Feed, now: datetime) -> Feed | None:
+        """The feed with its schedule made due when it lies beyond its limit, else None."""
+        ...
 
 
 def _storage_error(
@@ -70,6 +92,10 @@ class Store(LinkStore, QueryStore):
         self._db = sqlite_utils.Database(conn)
         # Items written through this store and not yet in the full-text index.
         self.unindexed = 0
+        self._guard: FileGuard | None = None
+        # Once set, why every write is refused: the file is gone, replaced or read-only.
+        self._unusable: str | None = None
+        self._abandon = False
 
     @classmethod
     def open(
@@ -99,17 +125,32 @@ class Store(LinkStore, QueryStore):
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
+            # Never map the database file: a mapped file that turns read-only or shrinks
+            # is SIGBUS instead of an error. The -shm file is mapped whatever we say (WAL's
+            # readers need it; only locking_mode=EXCLUSIVE avoids it, and that locks every
+            # reader out), so the FileGuard checks it before each write instead.
+            conn.execute("PRAGMA mmap_size = 0")
+            store._guard = FileGuard(path)
             if migrate:
                 store._migrate()
         except sqlite3.DatabaseError as e:
             conn.close()
             raise _storage_error("open", path, e, busy_timeout) from e
-        except BaseException:
+        except OSError as e:
             conn.close()
+            raise StorageError(f"cannot open database {path}: {e.strerror}") from e
+        except BaseException:
+            store.close()
             raise
         return store
 
     def close(self) -> None:
+        if self._abandon:
+            # Closing checkpoints, which writes the -shm mapping: SIGBUS once that file
+            # cannot be written. Left open, the connection ends with the process like a
+            # killed one; the WAL keeps every commit and the next opener recovers it.
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._conn))
+            return
         self._conn.close()
 
     def __enter__(self) -> Store:
@@ -120,6 +161,8 @@ class Store(LinkStore, QueryStore):
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[None]:
+        # Before BEGIN: taking the write lock already touches the -shm mapping.
+        self._check_files()
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -138,6 +181,53 @@ class Store(LinkStore, QueryStore):
         except sqlite3.Error as e:
             self._rollback()
             raise _storage_error(action, self.path, e, self.busy_timeout) from e
+
+    def _check_files(self) -> None:
+        """Refuse to write unless the path still names our file and it can be written."""
+        if self._unusable is None and self._guard is not None:
+            problem = self._guard.problem()
+            if problem is not None:
+                text = problem.text
+                if problem.orphaned:
+                    text = f"{text}: stopped writing; {self._rescue()}"
+                self._abandon = problem.shm_unwritable
+                self._unusable = text
+        if self._unusable is not None:
+            raise DatabaseUnusableError(self._unusable)
+
+    def _rescue(self) -> str:
+        """Save the orphaned file we hold open next to the path: nobody else can reach it."""
+        # Our frames in <db>-wal belong to the old file. Checkpointed into it now and the
+        # WAL emptied, the next process to open the path cannot read them as pages of
+        # whatever sits there now. (Closing leaves the empty -wal and -shm behind: SQLite
+        # sees the file has moved and neither checkpoints nor deletes.)
+        emptied = False
+        with contextlib.suppress(sqlite3.Error):
+            emptied = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        name = self.path.name
+        left = (
+            ""
+            if emptied
+            else f"; {name}-wal still holds the old file's pages: with every reader of "
+            f"{name} stopped, delete {name}-wal and {name}-shm"
+        )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.rescued-{stamp}")
+        for n in range(2, 100):
+            if not target.exists():
+                break
+            target = self.path.with_name(f"{self.path.name}.rescued-{stamp}-{n}")
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                self._conn.backup(copy)
+            finally:
+                copy.close()
+        except (sqlite3.Error, OSError) as e:
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)
+            return f"could not save what it held: {' '.join(str(e).split())}{left}"
+        return f"everything it held is saved in {target}{left}"
 
     def _rollback(self) -> None:
         # SQLite rolls back by itself after a full disk or an I/O error; a second
@@ -274,7 +364,15 @@ class Store(LinkStore, QueryStore):
         rows = self._read(f"{select}{where} ORDER BY name", params)
         return [feed_record(row) for row in rows]
 
-    def due_feeds(self, now: datetime) -> list[Feed]:
+    def due_feeds(self, now: datetime, limits: WaitLimits | None = None) -> list[Feed]:
+        """Active configured feeds due at `now`, those never polled first.
+
+        With `limits`, feeds scheduled further ahead than they can ever wait are first
+        made due, with a warning: only a clock that ran ahead (or an interval since
+        shortened in the config) writes such a time, and it would hold them for good.
+        """
+        if limits is not None:
+            self._pull_back(now, limits)
         stamp = format_time(now)
         rows = self._read(
             f"{self._FEED_SELECT} WHERE in_config = 1 AND active = 1 "
@@ -284,6 +382,47 @@ class Store(LinkStore, QueryStore):
             [stamp, stamp],
         )
         return [feed_record(row) for row in rows]
+
+    def _pull_back(self, now: datetime, limits: WaitLimits) -> None:
+        # One read of the next_check_at index per selection, and normally of nothing: no
+        # feed is scheduled past `shortest`. A Retry-After never ends after the feed's
+        # next check (record_poll writes both from one decision), so that column is
+        # enough to find a far one too.
+        rows = self._read(
+            f"{self._FEED_SELECT} WHERE next_check_at > ? AND in_config = 1 AND active = 1",
+            [format_time(now + limits.shortest)],
+        )
+        moved = [
+            (feed, fixed)
+            for feed in map(feed_record, rows)
+            if (fixed := limits.pull_back(feed, now)) is not None
+        ]
+        if not moved:
+            return
+        with self._transaction("write to"):
+            self._conn.executemany(
+                "UPDATE feeds SET next_check_at = ?, retry_after_until = ? WHERE id = ?",
+                # Not rounded up: a time pulled back to `now` must be due in the query below.
+                [
+                    (
+                        format_time(fixed.next_check_at) if fixed.next_check_at else None,
+                        format_time(fixed.retry_after_until) if fixed.retry_after_until else None,
+                        fixed.id,
+                    )
+                    for _, fixed in moved
+                ],
+            )
+        furthest = max(
+            max(feed.next_check_at or now, feed.retry_after_until or now) for feed, _ in moved
+        )
+        names = [feed.name for feed, _ in moved]
+        log.warning(
+            "%d feeds were scheduled up to %s ahead, further than they can ever wait "
+            "(did the clock run ahead?); polling them now: %s",
+            len(moved),
+            _span(furthest - now),
+            ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
+        )
 
     # -- one poll ---------------------------------------------------------------
 
@@ -623,3 +762,16 @@ def _entry_values(entry: ParsedEntry) -> tuple[Any, ...]:
         json.dumps(list(entry.categories), ensure_ascii=False),
         entry.content_hash,
     )
+
+
+def _span(delta: timedelta) -> str:
+    """A duration for people: '3d 4h', '2h 5m', '40s'."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
