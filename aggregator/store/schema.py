@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 import sqlite_utils
 
+from aggregator.text.urls import redact_text, redact_url
+
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
     db.table("feeds").create(
@@ -323,6 +325,28 @@ def _m012_lines_by_story(db: sqlite_utils.Database) -> None:
     db.table("feed_lines").add_column("last_story", str)
 
 
+def _m013_stored_urls_without_credentials(db: sqlite_utils.Database) -> None:
+    # Rows written before credentials were kept out of the database: feeds that left the
+    # config (sync_feeds rewrites the others) and the fetch log. secure_delete overwrites
+    # the freed text, so the secrets do not linger in free pages either.
+    conn = db.conn
+    conn.execute("PRAGMA secure_delete = ON")
+    for table, column, redact in (
+        ("feeds", "url", redact_url),
+        ("feeds", "config_url", redact_url),
+        ("feeds", "last_error", redact_text),
+        ("fetches", "url", redact_url),
+        ("fetches", "error", redact_text),
+    ):
+        rows = conn.execute(
+            f"SELECT rowid, {column} FROM {table} WHERE {column} LIKE '%://%'"
+        ).fetchall()
+        changed = [(shown, rowid) for rowid, value in rows if (shown := redact(value)) != value]
+        conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changed)
+    # Only for these rewrites: it costs every later delete a page write.
+    conn.execute("PRAGMA secure_delete = OFF")
+
+
 MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = (
     (1, "initial schema: feeds, items, fetches", _m001_initial),
     (2, "syndication: story links, signatures, feed boilerplate", _m002_syndication),
@@ -340,4 +364,5 @@ MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite_utils.Database], None]]] =
     ),
     (11, "items.score: the verdict's score of each link", _m011_link_score),
     (12, "feed_lines.last_story: lines counted once per story", _m012_lines_by_story),
+    (13, "stored URLs and errors without credentials", _m013_stored_urls_without_credentials),
 )

@@ -420,6 +420,36 @@ def test_credentials_stored_before_are_cleaned_at_the_next_config_sync(
     assert fetched == [(f"{plain}?api_key=***",)]
 
 
+def test_migration_13_cleans_the_fetch_log_and_feeds_that_left_the_config(
+    tmp_path: Path,
+) -> None:
+    raw = with_userinfo("https://gone.example/feed") + f"?api_key={TOKEN}"
+    db = tmp_path / "agg.db"
+    # A database as an aggregator from before the fix left it: a feed since dropped from
+    # the config, and its fetch log, with the URL as configured.
+    with Store.open(db) as store:
+        store.sync_feeds([FeedConfig(name="gone", publisher="Gone", url=raw)], NOW)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO fetches (feed_id, started_at, url, outcome, error, bytes, "
+            "items_seen, items_new, items_updated, duration) "
+            "VALUES (1, '2026-01-01T00:00:00Z', ?, 'network_error', ?, 0, 0, 0, 0, 0)",
+            (raw, f"more than 5 redirects, last to {raw}"),
+        )
+        conn.execute("DELETE FROM schema_migrations WHERE version = 13")
+    with Store.open(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert conn.execute("SELECT url FROM feeds").fetchall() == [
+            ("https://gone.example/feed?api_key=***",)
+        ]
+        ((url, error),) = conn.execute("SELECT url, error FROM fetches").fetchall()
+    assert url == "https://gone.example/feed?api_key=***"
+    assert error == "more than 5 redirects, last to https://gone.example/feed?api_key=***"
+    assert leaks(tmp_path, secret_forms(PASSWORD, TOKEN), {}) == []
+
+
 # --- 6. The redaction rules themselves --------------------------------------------------
 
 
