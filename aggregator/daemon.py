@@ -6,7 +6,8 @@ run on a bounded thread pool and post their results back to the same queue.
 The database decides what is due (`feeds.next_check_at`), so a restart, a
 crash or `aggregator poll` from cron all pick up exactly where things stand.
 
-Messages: TICK (dispatch due feeds), RESULT (store one fetched feed), RELOAD
+Messages: TICK (select the due feeds and hand them out), RESULT (store one fetched
+feed, then hand out the next due one: the pool stays full between ticks), RELOAD
 (SIGHUP: re-read config.toml), STOP (SIGTERM/SIGINT: stop taking work, let
 in-flight feeds commit, exit within `shutdown_timeout`).
 
@@ -25,7 +26,8 @@ import queue
 import signal
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -85,6 +87,7 @@ class Daemon:
         self._clock = clock
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._in_flight: dict[int, str] = {}
+        self._backlog = _Backlog()
         self._stopping = False
         self.metrics_port: int | None = None
 
@@ -186,8 +189,12 @@ class Daemon:
                             self._dispatch(store, pool, fetcher, linker, digester)
                     elif isinstance(message, _Result):
                         self._store(store, linker, metrics, message)
+                        if not self._stopping:
+                            self._hand_out(pool, fetcher, linker, digester)
                     elif message.name == "SIGHUP":
                         linker = self._reload(store, linker)
+                        # Feeds may have left the config: the next tick selects afresh.
+                        self._backlog.reset(())
                     elif not self._stopping:
                         log.info(
                             "%s: stopping; %d feeds in flight get %gs to finish",
@@ -224,22 +231,30 @@ class Daemon:
         linker: Linker,
         digester: Digester,
     ) -> None:
-        settings = self._settings
+        """A tick: select what is due (as `aggregator poll` does, schedules from a clock
+        jump included) and hand out as much as the pool and the per-host limit take."""
         now = self._clock()
         store.daemon_ticked(now)
-        per_host = Counter(self._in_flight.values())
-        # The same selection as `aggregator poll`, schedules from a clock jump included.
-        for feed in select_feeds(store, settings, everything=False, now=now):
-            if len(self._in_flight) >= settings.workers:
-                break
-            if feed.id in self._in_flight:
-                continue
-            host = (urlsplit(feed.url).hostname or "").lower()
-            if per_host[host] >= settings.daemon.per_host:
-                continue
+        due = select_feeds(store, self._settings, everything=False, now=now)
+        self._backlog.reset(feed for feed in due if feed.id not in self._in_flight)
+        self._hand_out(pool, fetcher, linker, digester)
+
+    def _hand_out(
+        self, pool: ThreadPoolExecutor, fetcher: Fetcher, linker: Linker, digester: Digester
+    ) -> None:
+        """Fill the fetch pool from the feeds the last tick found due.
+
+        Called on every tick and after every stored result, so the pool never idles
+        while due feeds wait: a tick is a wake-up (and a fresh look at the database),
+        not a rate limit. The per-host limit still holds.
+        """
+        settings = self._settings
+        now = self._clock()
+        room = settings.workers - len(self._in_flight)
+        busy = Counter(self._in_flight.values())
+        for feed, host in self._backlog.take(room, busy, settings.daemon.per_host):
             future = pool.submit(fetch_job(settings, linker, digester, feed), fetcher)
             self._in_flight[feed.id] = host
-            per_host[host] += 1
             started_at = now
 
             def done(
@@ -301,3 +316,46 @@ class Daemon:
             len(old - new),
         )
         return Linker(store, self._settings) if new != old else linker
+
+
+def _host(feed: Feed) -> str:
+    return (urlsplit(feed.url).hostname or "").lower()
+
+
+class _Backlog:
+    """Due feeds not yet handed out, queued by host and taken host by host in turn.
+
+    Taking is O(hosts) whatever the number of feeds, so it can run after every
+    result: 10,000 due feeds on one host do not make each hand-out scan 10,000.
+    """
+
+    def __init__(self) -> None:
+        self._by_host: dict[str, deque[Feed]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(feeds) for feeds in self._by_host.values())
+
+    def reset(self, feeds: Iterable[Feed]) -> None:
+        by_host: dict[str, deque[Feed]] = {}
+        for feed in feeds:
+            by_host.setdefault(_host(feed), deque()).append(feed)
+        self._by_host = by_host
+
+    def take(self, room: int, busy: Counter[str], per_host: int) -> list[tuple[Feed, str]]:
+        """Up to `room` feeds, none from a host with `per_host` fetches in flight;
+        `busy` counts them and is updated."""
+        taken: list[tuple[Feed, str]] = []
+        while len(taken) < room:
+            free = [host for host in self._by_host if busy[host] < per_host]
+            if not free:
+                break
+            for host in free:
+                if len(taken) >= room:
+                    break
+                feeds = self._by_host.pop(host)
+                taken.append((feeds.popleft(), host))
+                busy[host] += 1
+                # To the back of the turn, so the next hand-out starts with another host.
+                if feeds:
+                    self._by_host[host] = feeds
+        return taken

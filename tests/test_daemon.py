@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -408,3 +409,51 @@ def test_daemon_refuses_to_start_when_signatures_need_a_rebuild(
     assert refused.returncode == 1
     assert "dedup --rebuild" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_pool_is_refilled_between_ticks(feeds: FeedServer, tmp_path: Path) -> None:
+    # A tick is a wake-up, not a rate limit: with an hour between ticks, two fetchers
+    # and 24 due feeds, every feed is fetched after the first tick, each result making
+    # room for the next (it was `workers` feeds per tick: 5,760 polls an hour at most).
+    names = [f"desk{n}" for n in range(24)]
+    for name in names:
+        feeds.route(f"/{name}", lambda n: Response(rss([]), content_type="application/rss+xml"))
+    config = write_config(
+        tmp_path / "config.toml",
+        {name: feeds.url(f"/{name}") for name in names},
+        tick='"1h"',
+        workers="2",
+        per_host="2",
+    )
+    daemon = start(config, tmp_path / "daemon.log")
+    try:
+        assert wait_for(lambda: all(feeds.requests[f"/{n}"] for n in names), 60), sorted(
+            feeds.requests
+        )
+    finally:
+        code, _ = stop(daemon)
+    assert code == 0
+    assert "Traceback" not in (tmp_path / "daemon.log").read_text()
+
+
+def test_the_backlog_hands_out_host_by_host_within_the_per_host_limit() -> None:
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from aggregator.daemon import _Backlog
+
+    def feed(n: int, host: str) -> Any:
+        # The backlog reads a feed's URL only.
+        return SimpleNamespace(id=n, url=f"https://{host}/{n}")
+
+    backlog = _Backlog()
+    backlog.reset([feed(n, "a.example") for n in range(6)] + [feed(9, "b.example")])
+    busy: Counter[str] = Counter({"a.example": 1})
+    taken = backlog.take(8, busy, per_host=2)
+    # a.example had one in flight, so one more; b.example its one feed.
+    assert sorted(host for _, host in taken) == ["a.example", "b.example"]
+    assert busy == Counter({"a.example": 2, "b.example": 1})
+    assert backlog.take(8, busy, per_host=2) == []
+    busy["a.example"] = 0
+    assert [f.id for f, _ in backlog.take(1, busy, per_host=2)] == [1]
+    assert len(backlog) == 4
