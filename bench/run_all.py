@@ -30,6 +30,9 @@ QUICK = {
     "reuters.py": ["--sample", "50"],
     "fit_verdict.py": [],
     "tickers.py": [],
+    # Issue 18's daemon capacity: 15-minute intervals compressed 10 times.
+    "capacity.py 1000": ["--feeds", "1000", "--time-factor", "10"],
+    "capacity.py 10000": ["--feeds", "10000", "--time-factor", "10"],
 }
 FULL = {
     **QUICK,
@@ -38,6 +41,7 @@ FULL = {
     "search.py": ["--items", "1000000", "--queries", "200"],
     "dedup_stage.py": ["--items", "200000"],
     "restart.py": ["--items", "1000000"],
+    "capacity.py 50000": ["--feeds", "50000", "--time-factor", "10"],
 }
 
 
