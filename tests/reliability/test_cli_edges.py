@@ -58,7 +58,7 @@ def test_a_reader_given_a_missing_database_says_so_and_creates_nothing(
 ) -> None:
     # The parent folder does not exist either: nothing may create it.
     missing = tmp_path / "typo" / "agg.db"
-    started = time.monotonic()
+    # A `serve` that started a server would never exit: run()'s own timeout fails it.
     result = run("--db", str(missing), *READERS[command], cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert str(missing) in line and "does not exist" in line
@@ -66,7 +66,6 @@ def test_a_reader_given_a_missing_database_says_so_and_creates_nothing(
     assert _left_behind(tmp_path) == []
     if command == "serve":
         assert "Serving" not in result.stdout  # refused before any socket listened
-        assert time.monotonic() - started < 30
 
 
 def test_a_reader_whose_config_names_a_missing_database_creates_nothing(tmp_path: Path) -> None:
